@@ -1,0 +1,144 @@
+"""The ``bench`` command line: parses, calls, maps ``BenchError`` to exit codes.
+
+Exit status: 0 success, 1 a benchmark failed, 2 bad input (suite, flags, paths), 130 Ctrl-C.
+Errors are a single line on stderr saying what and where, plus the fix when known.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from bench import results
+from bench.errors import BenchError, InputError
+from bench.metadata import new_run_id
+from bench.names import NAME_PATTERN
+from bench.progress import RichObserver
+from bench.report.console import print_summary
+from bench.runner import Runner
+from bench.suite import load_suite
+from bench.targets import registry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def fail(exc: BenchError) -> NoReturn:
+    """Print one line and exit with the error's status."""
+    click.echo(f"error: {exc.one_line()}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def translate(fn: F) -> F:
+    """Run a command, turning ``BenchError`` and Ctrl-C into the documented exit codes."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bench")
+def main() -> None:
+    """Measure what isolation costs AI workloads.
+
+    Runs the same training, inference and data-loading workloads on bare metal (and other
+    targets), records start-up, throughput, latency and memory, and summarises the differences.
+    """
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Where runs are stored: DIR/<suite>/<run-id>/.",
+)
+@click.option("--run-id", help="Name of this run's directory (default: UTC timestamp).")
+@translate
+def run(suite: Path, results_dir: Path, run_id: str | None) -> None:
+    """Run every cell of SUITE and print a summary; the last line is the run directory.
+
+    Each cell is written as soon as it finishes; a failed cell is recorded and the run goes
+    on (exit status 1). Ctrl-C stops cleanly and keeps finished cells (exit status 130).
+    """
+    import re
+
+    if run_id is not None and not re.match(NAME_PATTERN, run_id):
+        raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
+    spec = load_suite(suite)
+    store = results.ResultStore(results_dir, spec.name, run_id or new_run_id())
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with RichObserver(err) as observer:
+        summary = Runner(spec, store, observer).run(str(suite))
+    _print_run(store.path)
+    out.print(str(store.path), highlight=False, soft_wrap=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (e.g. a CI timeout) tears down like Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def _print_run(path: Path) -> None:
+    manifest = results.load_manifest(path)
+    title = f"{manifest['suite']['name']} · run {manifest['run_id']} · median and IQR"
+    print_summary(out, results.load(path), results.load_cells(path), title)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@translate
+def summary(run_dir: Path) -> None:
+    """Print the summary table of a stored run."""
+    _print_run(run_dir)
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@translate
+def validate(suite: Path) -> None:
+    """Check SUITE without running it: schema, names, baseline; prints the plan size."""
+    from bench.plan import build_plan
+
+    spec = load_suite(suite)
+    cells = build_plan(spec)
+    out.print(
+        f"{suite}: ok — {len(spec.targets)} targets × {len(spec.workloads)} workloads × "
+        f"{spec.repetitions} repetitions = {len(cells)} cells ({spec.order} order)",
+        highlight=False,
+    )
+
+
+@main.command()
+def targets() -> None:
+    """List the target kinds this build can deploy to."""
+    for kind in registry.describe():
+        fields = [f for f in kind.config.model_fields if f not in ("name", "kind")]
+        out.print(f"[bold]{kind.name}[/]: {kind.summary}")
+        out.print(f"    keys: name, kind, {', '.join(fields)}", highlight=False)
+
+
+if __name__ == "__main__":
+    main()

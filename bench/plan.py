@@ -1,0 +1,42 @@
+"""Expanding a suite into the ordered list of cells the runner executes.
+
+Order matters for trustworthy comparisons: if all repetitions of target A ran before those of
+target B, slow drift of the machine (thermal state, background jobs, page cache) would show up
+as a difference between A and B. Interleaving (ABCABC...) spreads drift over every target.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.suite import Suite
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One deployment: a workload on a target, for one repetition."""
+
+    index: int
+    target: str
+    workload: str
+    repetition: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the manifest."""
+        return asdict(self)
+
+
+def build_plan(suite: Suite) -> list[Cell]:
+    """All target × workload × repetition cells in the suite's order."""
+    targets = [t.name for t in suite.targets]
+    workloads = [w.name for w in suite.workloads]
+    reps = range(suite.repetitions)
+    if suite.order == "blocked":
+        triples = [(t, w, r) for t in targets for w in workloads for r in reps]
+    else:
+        triples = [(t, w, r) for r in reps for w in workloads for t in targets]
+    if suite.order == "random":
+        random.Random(suite.seed).shuffle(triples)
+    return [Cell(i, t, w, r) for i, (t, w, r) in enumerate(triples)]

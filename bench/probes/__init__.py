@@ -1,0 +1,1 @@
+"""Host-side measurements of a deployment, taken by the controller, not by the worker."""

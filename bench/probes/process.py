@@ -1,0 +1,87 @@
+"""Memory of a process tree as the host sees it, sampled in the background.
+
+The worker reports its own peak RSS from inside; this probe measures what the *host* pays for
+the whole deployment (the worker plus its DataLoader processes, later a QEMU process or a
+container's shim). It prefers PSS so that shared libraries are not counted once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+PAGE = 4096
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all threads), from /proc."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all of its descendants."""
+    pids, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        pids.append(current)
+        stack += children(current)
+    return pids
+
+
+def process_bytes(pid: int) -> int | None:
+    """PSS of one process (RSS when smaps_rollup is unavailable), or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tree_bytes(pid: int) -> int | None:
+    """Memory of the whole tree rooted at ``pid``; None when the root is gone."""
+    sizes = [process_bytes(p) for p in tree(pid)]
+    if not sizes or sizes[0] is None:
+        return None
+    return sum(s for s in sizes if s is not None)
+
+
+class TreeMemorySampler:
+    """Samples ``tree_bytes`` every ``interval`` seconds and keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak: int | None = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> TreeMemorySampler:
+        """Begin sampling in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling; safe to call twice."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            size = tree_bytes(self.pid)
+            if size is not None:
+                self.samples += 1
+                self.peak = size if self.peak is None else max(self.peak, size)
+            self._stop.wait(self.interval)

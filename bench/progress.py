@@ -1,0 +1,70 @@
+"""Live progress for ``bench run``: one bar per cell, on stderr.
+
+Progress goes to stderr so that stdout stays a clean record (the summary table and, last, the
+run directory) that scripts can parse with ``tail -n 1``.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.plan import Cell
+from bench.results import CellRecord
+from bench.runner import Observer
+
+
+class RichObserver(Observer):
+    """Renders runner callbacks as rich progress bars."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            refresh_per_second=4,  # cheap: the controller shares the CPU with the worker
+        )
+        self.overall: int | None = None
+        self.tasks: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def run_started(self, cells: list[Cell]) -> None:
+        """Add the overall bar."""
+        self.overall = self.progress.add_task("[bold]cells", total=len(cells))
+
+    def cell_started(self, cell: Cell) -> None:
+        """Add this cell's bar (indeterminate until the worker reports its total)."""
+        name = f"{cell.workload} on {cell.target} #{cell.repetition + 1}"
+        self.names[cell.index] = name
+        self.tasks[cell.index] = self.progress.add_task(f"{name}: provisioning", total=None)
+
+    def cell_phase(self, cell: Cell, phase: str) -> None:
+        """Show the start-up phase reached."""
+        label = {"provisioned": "starting worker", "ready": "running", "first_step": "running"}
+        text = f"{self.names[cell.index]}: {label.get(phase, phase)}"
+        self.progress.update(self.tasks[cell.index], description=text)
+
+    def cell_progress(self, cell: Cell, done: int, total: int) -> None:
+        """Advance this cell's bar."""
+        self.progress.update(self.tasks[cell.index], completed=done, total=total)
+
+    def cell_finished(self, cell: Cell, record: CellRecord) -> None:
+        """Mark the bar done (green) or failed (red) and advance the overall bar."""
+        task = self.tasks[cell.index]
+        name = self.names[cell.index]
+        if record.status == "ok":
+            total = self.progress.tasks[task].total or 1
+            self.progress.update(task, description=f"{name} [green]✓", total=total, completed=total)
+        else:
+            self.progress.update(task, description=f"{name} [red]✗ failed")
+        if self.overall is not None:
+            self.progress.advance(self.overall)

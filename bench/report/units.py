@@ -1,0 +1,26 @@
+"""Human-readable numbers: the unit decides the scale, so a table column reads at a glance."""
+
+from __future__ import annotations
+
+import math
+
+
+def _scaled(value: float, steps: list[tuple[float, str]]) -> str:
+    for factor, suffix in steps:
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {suffix}"
+    factor, suffix = steps[-1]
+    return f"{value / factor:.3g} {suffix}"
+
+
+def fmt(value: float, unit: str) -> str:
+    """``value`` in ``unit``, scaled to a readable magnitude (e.g. 0.0123 s -> '12.3 ms')."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if unit == "s":
+        return _scaled(value, [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")])
+    if unit == "bytes":
+        return _scaled(value, [(2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B")])
+    if unit == "bytes/s":
+        return _scaled(value, [(1e9, "GB/s"), (1e6, "MB/s"), (1e3, "kB/s"), (1, "B/s")])
+    return f"{value:.4g} {unit}"

@@ -1,0 +1,223 @@
+"""Executes a plan cell by cell, writing each result as soon as the cell ends.
+
+A cell that fails is recorded with its error and the run goes on; Ctrl-C tears down the
+current deployment (the target's context manager does that in ``finally``), keeps every
+finished cell, marks the run interrupted and re-raises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bench import metadata
+from bench.errors import BenchError, Interrupted, WorkerError
+from bench.plan import Cell, build_plan
+from bench.results import CellRecord, ResultStore, Sample
+from bench.suite import Suite
+from bench.targets import registry
+from bench.targets.base import Measurement, StartupClock, Target
+
+STARTUP_UNIT = "s"
+
+
+class Observer(Protocol):
+    """Receives progress; the CLI renders it, tests may ignore it."""
+
+    def run_started(self, cells: list[Cell]) -> None: ...
+    def cell_started(self, cell: Cell) -> None: ...
+    def cell_phase(self, cell: Cell, phase: str) -> None: ...
+    def cell_progress(self, cell: Cell, done: int, total: int) -> None: ...
+    def cell_finished(self, cell: Cell, record: CellRecord) -> None: ...
+
+
+class NullObserver:
+    """Discards progress."""
+
+    def run_started(self, cells: list[Cell]) -> None:
+        """Ignored."""
+
+    def cell_started(self, cell: Cell) -> None:
+        """Ignored."""
+
+    def cell_phase(self, cell: Cell, phase: str) -> None:
+        """Ignored."""
+
+    def cell_progress(self, cell: Cell, done: int, total: int) -> None:
+        """Ignored."""
+
+    def cell_finished(self, cell: Cell, record: CellRecord) -> None:
+        """Ignored."""
+
+
+@dataclass
+class Outcome:
+    """What one deployment produced before it was torn down."""
+
+    clock: StartupClock = field(default_factory=StartupClock)
+    result: dict[str, Any] = field(default_factory=dict)
+    host: list[Measurement] = field(default_factory=list)
+    error: BenchError | None = None
+
+
+@dataclass
+class RunSummary:
+    """The end state of a run, for the CLI's exit status."""
+
+    path: str
+    cells: int
+    failed: int
+
+
+class Runner:
+    """Runs one suite into one ``ResultStore``."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        store: ResultStore,
+        observer: Observer | None = None,
+        make_target: Callable[[Any], Target] = registry.make_target,
+    ) -> None:
+        self.suite = suite
+        self.store = store
+        self.observer = observer or NullObserver()
+        self.targets = {t.name: make_target(t) for t in suite.targets}
+        self.plan = build_plan(suite)
+
+    def run(self, suite_path: str = "") -> RunSummary:
+        """Fingerprint, execute every cell, and finalise the manifest."""
+        self.store.create(self._manifest(suite_path))
+        self.store.update_manifest(targets=self._fingerprints())
+        self.observer.run_started(self.plan)
+        failed = 0
+        try:
+            for cell in self.plan:
+                record = self._run_cell(cell)
+                failed += record.status != "ok"
+        except KeyboardInterrupt:
+            self.store.update_manifest(status="interrupted", finished_at=metadata.now_iso())
+            raise Interrupted(
+                f"interrupted; {len(self.store.cells)} finished cells kept in {self.store.path}"
+            ) from None
+        status = "complete" if failed == 0 else "failed"
+        self.store.update_manifest(status=status, finished_at=metadata.now_iso())
+        return RunSummary(str(self.store.path), len(self.plan), failed)
+
+    def _manifest(self, suite_path: str) -> dict[str, Any]:
+        return {
+            "status": "running",
+            "created_at": metadata.now_iso(),
+            "suite_path": suite_path,
+            "suite": self.suite.model_dump(mode="json"),
+            "controller": metadata.controller(),
+            "host": metadata.host_fingerprint(),
+            "plan": [c.to_dict() for c in self.plan],
+        }
+
+    def _fingerprints(self) -> dict[str, Any]:
+        """Each target's environment; a failure is recorded, the target's cells still run."""
+        out: dict[str, Any] = {}
+        for name, target in self.targets.items():
+            entry: dict[str, Any] = {"kind": target.config.kind}
+            try:
+                entry["fingerprint"] = target.fingerprint()
+            except BenchError as exc:
+                entry["fingerprint_error"] = exc.one_line()
+            out[name] = entry
+        return out
+
+    def _run_cell(self, cell: Cell) -> CellRecord:
+        target = self.targets[cell.target]
+        workload = self.suite.workload(cell.workload)
+        started_at, start = metadata.now_iso(), time.monotonic()
+        self.observer.cell_started(cell)
+        outcome = self._deploy(cell, target, _spec(self.suite, cell))
+        record = _record(cell, target, workload.kind, outcome, started_at, start)
+        samples = _samples(self.store.run_id, record, outcome)
+        self.store.add_cell(record, samples, {"cell": record.slug, **outcome.result.get("raw", {})})
+        self.observer.cell_finished(cell, record)
+        return record
+
+    def _deploy(self, cell: Cell, target: Target, spec: dict[str, Any]) -> Outcome:
+        outcome = Outcome()
+        timeout = self.suite.workload(cell.workload).timeout_s
+        try:
+            with target.deploy(spec, self.store.run_id) as deployment:
+                outcome.clock.mark("provision")
+                self.observer.cell_phase(cell, "provisioned")
+                deadline = time.monotonic() + timeout
+                for event in deployment.events(deadline):
+                    self._on_event(cell, event, outcome)
+                outcome.host = deployment.host_measurements()
+        except BenchError as exc:
+            outcome.error = exc
+        return outcome
+
+    def _on_event(self, cell: Cell, event: dict[str, Any], outcome: Outcome) -> None:
+        kind = event.get("event")
+        if kind in ("ready", "first_step"):
+            outcome.clock.mark(kind)
+            self.observer.cell_phase(cell, kind)
+        elif kind == "progress":
+            self.observer.cell_progress(cell, int(event["done"]), int(event["total"]))
+        elif kind == "result":
+            outcome.result = event
+
+
+def _spec(suite: Suite, cell: Cell) -> dict[str, Any]:
+    """What the worker is told: the workload's options and a per-repetition seed."""
+    workload = suite.workload(cell.workload).model_dump(mode="json")
+    workload.pop("timeout_s", None)
+    return {"workload": workload, "seed": suite.seed + cell.repetition, "progress_every_s": 0.5}
+
+
+def _record(
+    cell: Cell, target: Target, workload_kind: str, outcome: Outcome, started_at: str, start: float
+) -> CellRecord:
+    absent = dict(outcome.result.get("absent", {}))
+    absent.update({m.metric: m.reason for m in outcome.host if m.value is None and m.reason})
+    error = outcome.error
+    return CellRecord(
+        cell=cell.index,
+        target=cell.target,
+        kind=target.config.kind,
+        workload=cell.workload,
+        workload_kind=workload_kind,
+        repetition=cell.repetition,
+        status="failed" if error else "ok",
+        started_at=started_at,
+        duration_s=time.monotonic() - start,
+        error=error.one_line() if error else None,
+        stderr_tail=error.stderr_tail if isinstance(error, WorkerError) else None,
+        startup=outcome.clock.durations(),
+        absent=absent,
+        info=outcome.result.get("info", {}),
+    )
+
+
+def _samples(run_id: str, record: CellRecord, outcome: Outcome) -> list[Sample]:
+    """Measured values of a successful cell: start-up, worker metrics, host probes."""
+    if record.status != "ok":
+        return []
+    values = [(f"startup.{k}_s", v, STARTUP_UNIT) for k, v in record.startup.items()]
+    metrics = outcome.result.get("metrics", {})
+    values += [(name, m["value"], m["unit"]) for name, m in metrics.items()]
+    values += [(m.metric, m.value, m.unit) for m in outcome.host if m.value is not None]
+    return [
+        Sample(
+            run_id=run_id,
+            target=record.target,
+            kind=record.kind,
+            workload=record.workload,
+            workload_kind=record.workload_kind,
+            repetition=record.repetition,
+            metric=name,
+            value=float(value),
+            unit=unit,
+            cell=record.cell,
+        )
+        for name, value, unit in values
+    ]

@@ -1,0 +1,268 @@
+"""The suite file: schema, YAML loading and error messages that point at the line.
+
+Validation happens entirely here, before anything is deployed, so that a typo in the last
+workload of a long suite fails in a second instead of after an hour of measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+)
+
+from bench.errors import SuiteError
+from bench.names import Name
+from bench.targets import registry
+from bench.targets.base import TargetConfig
+
+Model = Literal["mlp", "cnn", "transformer"]
+
+
+class WorkloadBase(BaseModel):
+    """Options every workload kind accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    threads: PositiveInt | None = None
+    timeout_s: PositiveFloat = 1800.0
+
+
+class TrainStep(WorkloadBase):
+    """Forward, backward and optimizer step on synthetic data."""
+
+    kind: Literal["train_step"]
+    model: Model = "mlp"
+    batch_size: PositiveInt = 64
+    steps: PositiveInt = 30
+    warmup_steps: NonNegativeInt = 5
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: PositiveFloat = 0.01
+
+
+class Inference(WorkloadBase):
+    """An inference loop: one request at a time, or large batches for throughput."""
+
+    kind: Literal["inference"]
+    model: Model = "mlp"
+    scenario: Literal["single_stream", "offline"] = "single_stream"
+    batch_size: PositiveInt = 1
+    requests: PositiveInt = 200
+    warmup_requests: NonNegativeInt = 20
+
+
+class DataLoading(WorkloadBase):
+    """A synthetic on-disk dataset read through torch's DataLoader."""
+
+    kind: Literal["data_loading"]
+    samples: PositiveInt = 2000
+    sample_bytes: PositiveInt = 65536
+    batch_size: PositiveInt = 64
+    num_workers: NonNegativeInt = 2
+    epochs: PositiveInt = 1
+    warmup_batches: NonNegativeInt = 2
+    shuffle: bool = True
+    cold_cache: bool = False
+
+
+Workload = Annotated[TrainStep | Inference | DataLoading, Field(discriminator="kind")]
+WORKLOAD_KINDS = ("train_step", "inference", "data_loading")
+
+
+class Suite(BaseModel):
+    """A validated suite: what to run, where, how often and in which order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    description: str = ""
+    repetitions: PositiveInt = 3
+    order: Literal["interleaved", "blocked", "random"] = "interleaved"
+    seed: int = 0
+    overhead: bool | None = Field(
+        default=None,
+        description="compare every target to the baseline; true requires a baseline target",
+    )
+    targets: list[Any] = Field(min_length=1)
+    workloads: list[Workload] = Field(min_length=1)
+
+    def target(self, name: str) -> TargetConfig:
+        """The target config called ``name``."""
+        return next(t for t in self.targets if t.name == name)
+
+    def workload(self, name: str) -> WorkloadBase:
+        """The workload config called ``name``."""
+        return next(w for w in self.workloads if w.name == name)
+
+    @property
+    def baseline(self) -> str | None:
+        """Name of the baseline target, if one is marked."""
+        return next((t.name for t in self.targets if t.baseline), None)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read, parse and validate a suite file; every failure is a one-line ``SuiteError``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: suite file not found") from None
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read suite file: {exc.strerror}") from None
+    return parse_suite(text, source=str(path))
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    """Validate suite YAML text; errors name the key path and the line."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SuiteError(f"{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{source}: a suite must be a mapping with name, targets and workloads")
+    locator = _Locator(source, root, data)
+    targets = _validate_targets(data.get("targets"), locator)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise locator.error(exc) from None
+    suite = suite.model_copy(update={"targets": targets})
+    _check_consistency(suite, locator)
+    return suite
+
+
+def _validate_targets(raw: Any, locator: _Locator) -> list[TargetConfig]:
+    """Validate each target against the config model of its kind."""
+    if not isinstance(raw, list):
+        return []  # the Suite model reports the missing/invalid list itself
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise locator.at(("targets", i), "a target must be a mapping with name and kind")
+        kind = item.get("kind")
+        if kind not in registry.kinds():
+            known = ", ".join(registry.kinds())
+            raise locator.at(
+                ("targets", i, "kind"), f"unknown target kind {kind!r} (available: {known})"
+            )
+        try:
+            out.append(TypeAdapter(registry.config_model(kind)).validate_python(item))
+        except ValidationError as exc:
+            raise locator.error(exc, prefix=("targets", i)) from None
+    return out
+
+
+def _check_consistency(suite: Suite, locator: _Locator) -> None:
+    """Cross-field rules that pydantic's per-field validation cannot express."""
+    for field in ("targets", "workloads"):
+        seen: set[str] = set()
+        for i, item in enumerate(getattr(suite, field)):
+            if item.name in seen:
+                raise locator.at((field, i, "name"), f"duplicate name {item.name!r}")
+            seen.add(item.name)
+    baselines = [i for i, t in enumerate(suite.targets) if t.baseline]
+    if len(baselines) > 1:
+        raise locator.at(("targets", baselines[1], "baseline"), "only one target can be baseline")
+    if suite.overhead and not baselines:
+        raise locator.at(("overhead",), "overhead: true needs one target marked baseline: true")
+
+
+class _Locator:
+    """Turns pydantic locations into ``file:line: key.path: message``."""
+
+    def __init__(self, source: str, root: yaml.Node | None, data: Any) -> None:
+        self.source = source
+        self.root = root
+        self.data = data
+
+    def error(self, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> SuiteError:
+        """The first validation error, located."""
+        first = exc.errors()[0]
+        loc = self._clean(prefix + tuple(first["loc"]))
+        message = first["msg"]
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind in ("missing", "union_tag_not_found"):
+            loc, message = (
+                loc + (("kind",) if kind == "union_tag_not_found" else ()),
+                ("required key is missing"),
+            )
+        elif kind == "union_tag_invalid":
+            ctx = first.get("ctx", {})
+            loc = (*loc, "kind")
+            message = f"unknown kind {ctx.get('tag')!r} (available: {ctx.get('expected_tags')})"
+        return self.at(loc, message)
+
+    def at(self, loc: Sequence[Any], message: str) -> SuiteError:
+        """An error about the value at ``loc``."""
+        loc = tuple(loc)
+        line = self._line(loc)
+        where = f"{self.source}:{line}" if line else self.source
+        return SuiteError(f"{where}: {_format_path(loc)}: {message}")
+
+    def _clean(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Drop the union tags pydantic inserts (e.g. 'train_step') that are not real keys."""
+        out: list[Any] = []
+        node = self.data
+        for i, part in enumerate(loc):
+            last = i == len(loc) - 1
+            if isinstance(node, dict) and part not in node and not last:
+                continue
+            out.append(part)
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
+        return tuple(out)
+
+    def _line(self, loc: tuple[Any, ...]) -> int | None:
+        """1-based line of the deepest YAML node that ``loc`` reaches."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            child = _child(node, part)
+            if child is None:
+                break
+            key_node, node = child
+            line = (key_node or node).start_mark.line + 1
+        return line
+
+
+def _child(node: yaml.Node | None, part: Any) -> tuple[yaml.Node | None, yaml.Node] | None:
+    """The (key node, value node) under ``node`` for a mapping key or sequence index."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if getattr(key, "value", None) == part:
+                return key, value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return None, node.value[part]
+    return None
+
+
+def _format_path(loc: tuple[Any, ...]) -> str:
+    """('targets', 1, 'host') -> 'targets[1].host'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"

@@ -1,0 +1,96 @@
+"""What every target kind provides, and the start-up clock they all share.
+
+A target turns a worker spec into a running worker and hands back a ``Deployment`` that streams
+the worker's JSON events. Start-up phases are timed here, on the controller's monotonic clock,
+so that every kind is measured the same way: clocks of different machines are never subtracted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from bench.names import Name
+
+
+class TargetConfig(BaseModel):
+    """Suite keys common to all targets; each kind subclasses this with its own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    kind: str
+    baseline: bool = False
+
+
+@dataclass
+class Measurement:
+    """A value measured on the host side of a deployment (or the reason it could not be)."""
+
+    metric: str
+    unit: str
+    value: float | None = None
+    reason: str | None = None
+
+
+class Deployment(Protocol):
+    """A running worker on a target, from provisioned to removed."""
+
+    def events(self, deadline: float) -> Iterator[dict[str, Any]]:
+        """Yield the worker's events until its result or error; raise WorkerError on failure."""
+        ...
+
+    def host_measurements(self) -> list[Measurement]:
+        """Host-side probes (memory the host spends on the deployment)."""
+        ...
+
+
+class Target(Protocol):
+    """One configured target of a suite."""
+
+    kind: ClassVar[str]
+    config: TargetConfig
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The target's environment, as printed by the worker's fingerprint mode."""
+        ...
+
+    def deploy(self, spec: dict[str, Any], run_id: str) -> AbstractContextManager[Deployment]:
+        """Provision a fresh worker for one cell; leaving the context removes everything."""
+        ...
+
+
+@dataclass
+class StartupClock:
+    """Start-up phases measured from the deploy request on the controller's monotonic clock.
+
+    Phases are stored as durations that add up to ``startup.total_s`` (deploy request to first
+    iteration done), which keeps them comparable across target kinds and stackable in plots.
+    """
+
+    started: float = field(default_factory=time.monotonic)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    PHASES: ClassVar[tuple[str, ...]] = ("provision", "ready", "first_step")
+
+    def mark(self, phase: str) -> None:
+        """Record that ``phase`` ended now (first time only)."""
+        self.marks.setdefault(phase, time.monotonic())
+
+    def durations(self) -> dict[str, float]:
+        """Seconds spent in each completed phase, plus the total when all are done."""
+        out: dict[str, float] = {}
+        previous = self.started
+        for phase in self.PHASES:
+            if phase not in self.marks:
+                break
+            out[phase] = self.marks[phase] - previous
+            previous = self.marks[phase]
+        if len(out) == len(self.PHASES):
+            out["total"] = previous - self.started
+        return out

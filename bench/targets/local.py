@@ -1,0 +1,162 @@
+"""``kind: local``: bare metal on the controller's host, the worker as a subprocess.
+
+This is the baseline every isolated target is compared with, so it adds nothing between the
+interpreter and the workload: a fresh process per repetition (start-up measured every time),
+the spec on stdin, events on stdout, and its own process group so that teardown (and Ctrl-C)
+reaches DataLoader worker processes too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, ClassVar, Literal
+
+from bench.errors import TargetError
+from bench.probes.process import TreeMemorySampler
+from bench.targets import worker
+from bench.targets.base import Measurement, TargetConfig
+from bench.targets.stream import EventStream
+
+
+class LocalTargetConfig(TargetConfig):
+    """Suite keys of a local target."""
+
+    kind: Literal["local"]
+    python: str | None = None
+    env: dict[str, str] = {}
+
+
+class LocalDeployment:
+    """A running worker process on this host."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], label: str) -> None:
+        self.proc = proc
+        self.stream = EventStream(label)
+        self.stream.attach(proc.stdout, proc.stderr)  # type: ignore[arg-type]
+        self.sampler = TreeMemorySampler(proc.pid).start()
+
+    def events(self, deadline: float) -> Iterator[dict[str, Any]]:
+        """The worker's events; see ``EventStream.events``."""
+        return self.stream.events(deadline, self.proc.poll)
+
+    def host_measurements(self) -> list[Measurement]:
+        """Peak memory of the worker's process tree as the host sees it."""
+        self.sampler.stop()
+        if self.sampler.peak is None:
+            return [Measurement("mem.host_bytes", "bytes", reason="no memory samples collected")]
+        return [Measurement("mem.host_bytes", "bytes", value=float(self.sampler.peak))]
+
+    def close(self) -> None:
+        """Kill the whole process group and reap it; idempotent."""
+        self.sampler.stop()
+        _kill_group(self.proc)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        self.stream.join()
+
+
+class LocalTarget:
+    """Runs workers as subprocesses of ``python`` (default: the controller's interpreter)."""
+
+    kind: ClassVar[str] = "local"
+
+    def __init__(self, config: LocalTargetConfig) -> None:
+        self.config = config
+
+    @property
+    def python(self) -> str:
+        """The interpreter that runs the worker."""
+        return self.config.python or sys.executable
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.config.env)
+        root = str(worker.package_root())
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _check_python(self) -> None:
+        if shutil.which(self.python) is None:
+            raise TargetError(
+                f"target {self.config.name!r}: python interpreter {self.python!r} not found",
+                hint="set the target's python: to an existing interpreter",
+            )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The environment the worker sees, from the worker's own fingerprint mode."""
+        self._check_python()
+        try:
+            done = subprocess.run(
+                worker.fingerprint_args(self.python),
+                env=self._env(),
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise TargetError(f"target {self.config.name!r}: fingerprint timed out") from None
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            raise TargetError(f"target {self.config.name!r}: fingerprint failed: {tail[0]}")
+        return worker.parse_fingerprint(done.stdout.decode(errors="replace"), self.config.name)
+
+    @contextmanager
+    def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[LocalDeployment]:
+        """Start a fresh worker process; leaving the context kills and reaps it."""
+        self._check_python()
+        workdir = tempfile.mkdtemp(prefix=f"bench-{run_id}-")
+        try:
+            proc = subprocess.Popen(
+                worker.run_args(self.python),
+                cwd=workdir,
+                env=self._env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C reaches the controller only; it tears down
+            )
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise TargetError(f"target {self.config.name!r}: cannot start worker: {exc}") from None
+        deployment = LocalDeployment(proc, f"target {self.config.name!r}")
+        try:
+            _send_spec(proc, spec)
+            yield deployment
+        finally:
+            deployment.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _send_spec(proc: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:
+    """Write the spec to the worker's stdin and close it (a dead worker is reported later)."""
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(json.dumps(spec).encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """SIGTERM the worker's process group, SIGKILL after ``grace`` seconds, then reap."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+    _signal_group(proc.pid, signal.SIGKILL)  # DataLoader children may outlive the leader
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

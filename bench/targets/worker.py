@@ -1,0 +1,47 @@
+"""Where the ``workloads`` package lives and how a worker is started.
+
+The worker is always started as ``python -m workloads``; targets differ only in how the package
+gets there (already on disk for ``local``, uploaded or baked into an image elsewhere).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.errors import TargetError
+
+
+def package_root() -> Path:
+    """The directory that contains the ``workloads`` package (goes on the worker's path)."""
+    spec = importlib.util.find_spec("workloads")
+    if spec is None or not spec.submodule_search_locations:
+        raise TargetError("the workloads package is not installed beside bench")
+    return Path(next(iter(spec.submodule_search_locations))).parent
+
+
+def run_args(python: str) -> list[str]:
+    """The command line that starts a worker reading its spec from stdin."""
+    return [python, "-m", "workloads", "run", "--spec", "-"]
+
+
+def fingerprint_args(python: str) -> list[str]:
+    """The command line that prints the target's environment."""
+    return [python, "-m", "workloads", "fingerprint"]
+
+
+def parse_fingerprint(stdout: str, label: str) -> dict[str, Any]:
+    """The ``data`` of the fingerprint event in a worker's stdout."""
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "fingerprint":
+            return event.get("data", {})
+    raise TargetError(f"{label}: fingerprint printed no fingerprint event")
