@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Set up bench on a Debian/Ubuntu machine (run as root), then run it or its tests.
+#
+#   ./bootstrap.sh run [SUITE] [bench run options]   default suite: suites/quickstart.yaml
+#   ./bootstrap.sh test [pytest options]
+#
+# Safe to run again: every step checks what is already there first.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+apt_install() {
+    # Install the Debian packages among "$@" that are not installed yet.
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+system_packages() {
+    # A Python with venv support (Debian splits it out), git for the run manifest's commit.
+    if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+        apt_install python3 python3-venv python3-pip
+        PYTHON=python3
+    fi
+    command -v git >/dev/null 2>&1 || apt_install git
+}
+
+virtualenv() {
+    if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        log "creating virtual environment in $VENV"
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.bench-installed" want
+    want=$(cat pyproject.toml bootstrap.sh | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$VENV/bin/python" -c 'import bench, torch' 2>/dev/null; then
+        return 0
+    fi
+    log "installing bench, torch==2.13.0 and dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q torch==2.13.0
+    "$VENV/bin/python" -m pip install -q -e '.[workloads,dev]'
+    echo "$want" >"$stamp"
+}
+
+setup() {
+    system_packages
+    virtualenv
+}
+
+cmd=${1:-run}
+shift || true
+case "$cmd" in
+    run)
+        setup
+        suite=${1:-suites/quickstart.yaml}
+        shift || true
+        exec "$VENV/bin/bench" run "$suite" "$@"
+        ;;
+    test)
+        setup
+        log "ruff check and format check"
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    setup)
+        setup
+        ;;
+    *)
+        echo "usage: $0 run [SUITE] [options] | test [pytest options] | setup" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,40 @@
+"""Shared fixtures: suite files written to a temp dir and the real ``bench`` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write YAML text (dedented) to a suite file and return its path."""
+
+    def write(text: str, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+def bench_cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run the real ``bench`` console entry point in a subprocess."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=kwargs.pop("cwd", REPO),
+        timeout=kwargs.pop("timeout", 600),
+        check=False,
+        **kwargs,
+    )
