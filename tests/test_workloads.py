@@ -1,0 +1,394 @@
+"""The worker package: metrics, events, exit codes and cleanup, on tiny configs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from workloads import run_workload
+from workloads.common import median, percentile
+from workloads.data_loading import FileDataset, write_dataset
+from workloads.gpu import GPU_METRICS, NvmlSampler, open_monitor
+from workloads.spec import SpecError, validate
+
+REPO = Path(__file__).resolve().parent.parent
+CPU_ONLY = not torch.cuda.is_available()
+
+
+def worker(*args: str, stdin: str = "", **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workloads", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
+
+
+def events_of(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def spec(kind: str, seed: int = 0, **options: Any) -> dict[str, Any]:
+    return {"workload": {"name": f"t-{kind}", "kind": kind, **options}, "seed": seed}
+
+
+def check_metrics(result: dict[str, Any], expected: dict[str, str]) -> None:
+    """Exactly the expected worker metrics, each positive with its unit."""
+    metrics = result["metrics"]
+    common = {"cpu.util_pct": "%", "mem.rss_peak_bytes": "bytes"}
+    assert set(metrics) == set(expected) | set(common)
+    for name, unit in {**expected, **common}.items():
+        assert metrics[name]["unit"] == unit, name
+        assert metrics[name]["value"] > 0, name
+    assert not set(metrics) & set(result["absent"])
+
+
+# --- train_step -----------------------------------------------------------------------------
+
+TRAIN = {"train.throughput": "samples/s", "train.step_time_s": "s"}
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "transformer"])
+def test_train_step_reports_measured_steps_only(model: str) -> None:
+    result = run_workload(spec("train_step", model=model, batch_size=4, steps=3, warmup_steps=2))
+    check_metrics(result, TRAIN)
+    times = result["raw"]["step_time_s"]
+    assert len(times) == 3 and len(result["raw"]["warmup_step_time_s"]) == 2
+    throughput = result["metrics"]["train.throughput"]["value"]
+    assert throughput == pytest.approx(4 * 3 / sum(times))
+    assert result["metrics"]["train.step_time_s"]["value"] == pytest.approx(median(times))
+    info = result["info"]
+    assert info["measured_steps"] == 3 and info["warmup_steps"] == 2
+    assert info["model"] == model and info["parameters"] > 0 and info["device"] == "cpu"
+
+
+def test_train_step_reduced_precision_and_adam() -> None:
+    result = run_workload(
+        spec(
+            "train_step", batch_size=2, steps=2, warmup_steps=0, dtype="bfloat16", optimizer="adam"
+        )
+    )
+    check_metrics(result, TRAIN)
+    assert result["raw"]["warmup_step_time_s"] == []
+    assert result["info"]["dtype"] == "bfloat16"
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="checks the reasons given on a host without CUDA")
+def test_gpu_metrics_are_absent_with_a_reason_on_cpu() -> None:
+    result = run_workload(spec("train_step", batch_size=2, steps=2, warmup_steps=0))
+    for name in GPU_METRICS:
+        assert name not in result["metrics"]
+        assert result["absent"][name] == "workload ran on cpu"
+
+
+# --- inference ------------------------------------------------------------------------------
+
+LATENCY = {"infer.latency_p50_s": "s", "infer.latency_p90_s": "s", "infer.latency_p99_s": "s"}
+
+
+def test_inference_single_stream_latency_percentiles() -> None:
+    result = run_workload(
+        spec("inference", model="cnn", batch_size=2, requests=10, warmup_requests=3)
+    )
+    check_metrics(result, {"infer.throughput": "queries/s", **LATENCY})
+    latencies = result["raw"]["latency_s"]
+    assert len(latencies) == 10 and len(result["raw"]["warmup_latency_s"]) == 3
+    metrics = result["metrics"]
+    p50, p90, p99 = (metrics[name]["value"] for name in LATENCY)
+    assert p50 <= p90 <= p99 <= max(latencies)
+    assert p90 == pytest.approx(float(np.percentile(latencies, 90)))
+    assert metrics["infer.throughput"]["value"] == pytest.approx(2 * 10 / sum(latencies))
+    assert result["info"]["scenario"] == "single_stream"
+
+
+def test_inference_offline_reports_throughput_only() -> None:
+    result = run_workload(
+        spec("inference", model="transformer", batch_size=8, requests=4, scenario="offline")
+    )
+    check_metrics(result, {"infer.throughput": "queries/s"})
+    for name in LATENCY:
+        assert "offline" in result["absent"][name]
+    assert len(result["raw"]["latency_s"]) == 4
+    assert len(result["raw"]["warmup_latency_s"]) == 20  # the default
+
+
+# --- data_loading ---------------------------------------------------------------------------
+
+
+def live_children() -> list[int]:
+    path = Path(f"/proc/self/task/{os.getpid()}/children")
+    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_data_loading_measures_post_warmup_batches(num_workers: int) -> None:
+    options = {"samples": 60, "sample_bytes": 1024, "batch_size": 8, "warmup_batches": 2}
+    result = run_workload(spec("data_loading", num_workers=num_workers, **options))
+    check_metrics(result, {"data.throughput": "samples/s", "data.bandwidth": "bytes/s"})
+    # 60 samples in batches of 8: 7 full batches and one of 4; two full ones are warmup.
+    assert len(result["raw"]["batch_time_s"]) == 6
+    assert len(result["raw"]["warmup_batch_time_s"]) == 2
+    info, metrics = result["info"], result["metrics"]
+    assert info["measured_samples"] == 60 - 16
+    window = info["measured_window_s"]
+    assert metrics["data.throughput"]["value"] == pytest.approx(44 / window)
+    assert metrics["data.bandwidth"]["value"] == pytest.approx(44 * 1024 / window)
+    assert sum(result["raw"]["batch_time_s"]) <= window
+    assert not os.path.exists(info["dataset_dir"])
+    assert not live_children() and not multiprocessing.active_children()
+
+
+def test_data_loading_epochs_and_cold_cache() -> None:
+    options = {"samples": 16, "sample_bytes": 512, "batch_size": 8, "epochs": 3}
+    result = run_workload(spec("data_loading", num_workers=1, cold_cache=True, **options))
+    assert len(result["raw"]["batch_time_s"]) == 3 * 2 - 2
+    assert result["info"]["cold_cache"] is True
+    assert not os.path.exists(result["info"]["dataset_dir"])
+
+
+def test_dataset_content_is_determined_by_the_seed(tmp_path: Path) -> None:
+    def contents(seed: int, name: str) -> list[bytes]:
+        directory = tmp_path / name
+        directory.mkdir()
+        paths = write_dataset(str(directory), 4, 256, seed, cold=False)
+        return [Path(path).read_bytes() for path in paths]
+
+    first, again, other = contents(7, "a"), contents(7, "b"), contents(8, "c")
+    assert first == again and first != other
+    assert all(len(data) == 256 for data in first) and len(set(first)) == 4
+    dataset = FileDataset(sorted(str(p) for p in (tmp_path / "a").iterdir()), 256, cold=False)
+    item = dataset[2]
+    assert item.dtype == torch.uint8 and bytes(item.numpy()) == first[2]
+
+
+# --- events and the in-process API ----------------------------------------------------------
+
+
+def test_in_process_events_and_return_value() -> None:
+    events: list[dict[str, Any]] = []
+    run = spec("train_step", batch_size=2, steps=20, warmup_steps=2)
+    result = run_workload({**run, "progress_every_s": 0.001}, events.append)
+    names = [event["event"] for event in events]
+    assert names[:3] == ["start", "ready", "first_step"] and names[-1] == "result"
+    assert set(names[3:-1]) == {"progress"}
+    assert result is events[-1]
+    done = [event["done"] for event in events if event["event"] == "progress"]
+    assert done == sorted(done) and all(event.get("t") for event in events)
+    assert {event["total"] for event in events if event["event"] == "progress"} == {22}
+
+
+def test_spec_defaults_and_rejections() -> None:
+    filled = validate({"workload": {"kind": "inference"}})
+    assert filled.workload["scenario"] == "single_stream" and filled.workload["requests"] == 200
+    assert filled.workload["name"] == "inference" and filled.progress_every_s == 0.5
+    bad = [
+        {"workload": {"kind": "train_step", "model": "vgg"}},
+        {"workload": {"kind": "train_step", "batch_size": 0}},
+        {"workload": {"kind": "train_step", "batch_size": True}},
+        {"workload": {"kind": "train_step", "batchsize": 8}},
+        {"workload": {"kind": "sorting"}},
+        {"workload": {"kind": "data_loading", "samples": 8, "batch_size": 8}},
+    ]
+    for raw in bad:
+        with pytest.raises(SpecError):
+            validate(raw)
+
+
+def test_percentile_matches_numpy() -> None:
+    values = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2]
+    for q in (0, 10, 50, 90, 99, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+# --- the worker process ---------------------------------------------------------------------
+
+
+def test_worker_event_order_and_exit_code() -> None:
+    run = spec("train_step", batch_size=2, steps=20, warmup_steps=3)
+    done = worker("run", "--spec", "-", stdin=json.dumps({**run, "progress_every_s": 0.001}))
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    names = [event["event"] for event in events]
+    assert names[:3] == ["start", "ready", "first_step"] and names[-1] == "result"
+    assert set(names[3:-1]) <= {"progress"}
+    assert events[0]["pid"] > 0
+    assert events[1]["device"] == "cpu" and events[1]["torch"] == torch.__version__
+    assert [event["t"] for event in events] == sorted(event["t"] for event in events)
+    assert len(events[-1]["raw"]["step_time_s"]) == 20
+
+
+def test_worker_reads_a_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec("inference", requests=3, warmup_requests=1)))
+    done = worker("run", "--spec", str(path))
+    assert done.returncode == 0, done.stderr
+    assert events_of(done.stdout)[-1]["info"]["measured_requests"] == 3
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        json.dumps(spec("train_step", model="vgg")),
+        json.dumps(spec("train_step", batch_size=0)),
+        "{not json",
+    ],
+    ids=["unknown-model", "zero-batch", "bad-json"],
+)
+def test_invalid_spec_exits_2_with_an_error_event(stdin: str) -> None:
+    done = worker("run", "--spec", "-", stdin=stdin)
+    assert done.returncode == 2
+    events = events_of(done.stdout)
+    assert [event["event"] for event in events] == ["start", "error"]
+    assert events[1]["error"] == "SpecError" and "\n" not in events[1]["message"]
+    assert "Traceback" in events[1]["traceback"] and "SpecError" in done.stderr
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="needs a host without CUDA")
+def test_cuda_request_without_cuda_exits_1() -> None:
+    done = worker("run", "--spec", "-", stdin=json.dumps(spec("train_step", device="cuda")))
+    assert done.returncode == 1
+    error = events_of(done.stdout)[-1]
+    assert error["event"] == "error" and "CUDA" in error["message"]
+    assert torch.__version__ in error["message"]
+
+
+def test_sigterm_reports_and_removes_the_dataset(tmp_path: Path) -> None:
+    run = spec("data_loading", samples=64, sample_bytes=1024, batch_size=4, epochs=100000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workloads", "run", "--spec", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(json.dumps({**run, "progress_every_s": 0.05}))
+    proc.stdin.close()
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "progress":
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 143
+    assert events_of(rest)[-1]["error"] == "Terminated"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("workloads-data-")]
+
+
+def test_stray_prints_do_not_reach_the_event_stream() -> None:
+    code = textwrap.dedent(
+        """
+        from workloads.protocol import Emitter, make_event
+        emit = Emitter.claim_stdout()
+        print("library noise")
+        emit(make_event("x"))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert [event["event"] for event in events_of(done.stdout)] == ["x"]
+    assert "library noise" in done.stderr
+
+
+# --- fingerprint and light imports ----------------------------------------------------------
+
+BASE_KEYS = {
+    "cpu_model",
+    "cores",
+    "memory_bytes",
+    "kernel",
+    "machine",
+    "os",
+    "python",
+    "hostname",
+    "cpu_governor",
+    "virtualization",
+}
+
+
+def test_fingerprint_command() -> None:
+    done = worker("fingerprint")
+    assert done.returncode == 0, done.stderr
+    (event,) = events_of(done.stdout)
+    data = event["data"]
+    assert event["event"] == "fingerprint"
+    torch_keys = {"torch", "torch_cuda", "cuda_available", "gpu_count", "gpu_names"}
+    assert set(data) == BASE_KEYS | torch_keys | {"nvml", "numpy"}
+    assert data["torch"] == torch.__version__ and data["numpy"] == np.__version__
+    assert data["gpu_count"] == len(data["gpu_names"])
+    assert data["cores"]["logical"] == os.cpu_count()
+    assert data["memory_bytes"] > 0 and data["python"]["executable"]
+
+
+def test_light_modules_do_not_import_torch_or_numpy() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import workloads, workloads.fingerprint, workloads.protocol, workloads.spec
+        data = workloads.fingerprint.collect(include_torch=False)
+        assert set(data) >= {"cpu_model", "cores", "kernel"}, data
+        heavy = {"torch", "numpy"} & set(sys.modules)
+        assert not heavy, heavy
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+# --- NVML sampling, with a stand-in for pynvml ----------------------------------------------
+
+
+class FakeNvml:
+    """Answers like pynvml for one GPU; power readings are unsupported."""
+
+    def __init__(self, fail_init: bool = False) -> None:
+        self.fail_init = fail_init
+
+    def nvmlInit(self) -> None:
+        if self.fail_init:
+            raise RuntimeError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=40)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(used=2**30)
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
+        raise RuntimeError("Not Supported")
+
+
+def test_nvml_sampler_summaries_and_reasons() -> None:
+    sampler = NvmlSampler(FakeNvml(), 0, interval_s=0.01)  # type: ignore[arg-type]
+    sampler.start()
+    report = sampler.stop()
+    assert report.metrics["gpu.util_mean_pct"] == {"value": 40.0, "unit": "%"}
+    assert report.metrics["gpu.mem_peak_bytes"] == {"value": float(2**30), "unit": "bytes"}
+    assert report.absent == {
+        "gpu.power_mean_w": "no samples collected (RuntimeError: Not Supported)"
+    }
+    failed = open_monitor("cuda", 0, nvml=FakeNvml(fail_init=True)).stop()  # type: ignore[arg-type]
+    assert failed.absent == dict.fromkeys(GPU_METRICS, "NVML init failed: Driver Not Loaded")

@@ -1,0 +1,99 @@
+"""Command line of the worker.
+
+``python -m workloads run --spec PATH`` (``-`` reads the spec from stdin)
+runs one workload and streams events on stdout; exit code 0 on success, 1 on
+a failed run, 2 on an invalid spec. ``python -m workloads fingerprint``
+prints a description of the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+from types import FrameType
+
+from workloads.protocol import Emitter, error_event, make_event, start_event
+from workloads.spec import Spec, SpecError, parse
+
+EXIT_FAILED = 1
+EXIT_INVALID_SPEC = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(Exception):
+    """SIGTERM arrived; raised so cleanup (temporary files) still runs."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"worker received signal {signum}")
+
+
+def _read_spec(path: str) -> Spec:
+    try:
+        if path == "-":
+            return parse(sys.stdin.read())
+        with open(path, encoding="utf-8") as handle:
+            return parse(handle.read())
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path!r}: {exc}") from exc
+
+
+def _fail(emit: Emitter, exc: BaseException, code: int) -> int:
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    emit(error_event(exc))
+    return code
+
+
+def run(spec_path: str) -> int:
+    """Run a spec as a worker process, reporting every outcome as an event."""
+    emit = Emitter.claim_stdout()
+    emit(start_event())
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        spec = _read_spec(spec_path)
+        from workloads.runner import execute
+
+        execute(spec, emit)
+    except SpecError as exc:
+        return _fail(emit, exc, EXIT_INVALID_SPEC)
+    except Terminated as exc:
+        return _fail(emit, exc, EXIT_TERMINATED)
+    except KeyboardInterrupt as exc:
+        return _fail(emit, exc, EXIT_INTERRUPTED)
+    except Exception as exc:
+        return _fail(emit, exc, EXIT_FAILED)
+    return 0
+
+
+def fingerprint(include_torch: bool) -> int:
+    from workloads.fingerprint import collect
+
+    emit = Emitter.claim_stdout()
+    emit(make_event("fingerprint", data=collect(include_torch=include_torch)))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workloads")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run one workload spec")
+    run_parser.add_argument("--spec", required=True, help="path to a JSON spec, or - for stdin")
+    print_parser = commands.add_parser("fingerprint", help="describe this host")
+    print_parser.add_argument(
+        "--no-torch", action="store_true", help="skip torch, numpy and NVML probes"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return run(args.spec)
+    return fingerprint(include_torch=not args.no_torch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Helpers shared by every workload kind.
+
+torch is imported inside the functions that need it, so the helpers that do
+not (percentiles, CPU time, peak RSS, progress) stay usable from code that
+must not pay for, or may not have, a torch import.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from workloads.protocol import Emit, make_event
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The spec asked for a device this host cannot provide."""
+
+
+def select_device(requested: str) -> torch.device:
+    """Resolve "auto", "cpu" or "cuda" to a device.
+
+    An explicit "cuda" never falls back to the CPU: a silent fallback would
+    report CPU numbers under a GPU label.
+    """
+    import torch
+
+    available = torch.cuda.is_available()
+    if requested == "cuda" and not available:
+        raise DeviceUnavailableError(
+            "CUDA was requested but is not available "
+            f"(torch {torch.__version__}, torch.version.cuda={torch.version.cuda})"
+        )
+    if requested == "cpu" or not available:
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG a workload may touch, so inputs are reproducible."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count when asked; return the count in use."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[name]
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for queued device work to finish.
+
+    Per-iteration times on an asynchronous device are only real if the timer
+    stops after the work, not after the launch.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def metric(value: float, unit: str) -> dict[str, Any]:
+    return {"value": float(value), "unit": unit}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50.0)
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size of this process, or None where unknown."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _child_pids() -> list[int]:
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                pids.extend(int(pid) for pid in handle.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _reaped_children_cpu_seconds() -> float:
+    try:
+        import resource
+    except ImportError:
+        times = os.times()
+        return times.children_user + times.children_system
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds() -> float:
+    """User+system CPU time of this process and its children so far.
+
+    The process's own time comes from ``time.process_time()``, whose
+    resolution is far finer than the clock tick, so short phases do not
+    round to zero. Children are only accounted by the kernel once reaped,
+    but data loader workers live through the whole measured phase, so their
+    time so far is read from /proc where available. A child reaped between
+    two readings moves from the live term to the reaped term, so deltas stay
+    correct.
+    """
+    live = sum(_proc_cpu_seconds(pid) for pid in _child_pids())
+    return time.process_time() + _reaped_children_cpu_seconds() + live
+
+
+class Reporter:
+    """Sends ``first_step`` and rate-limited ``progress`` events.
+
+    Called after every iteration, so the common path is one monotonic clock
+    read and a comparison; events are written at most once per interval.
+    """
+
+    def __init__(self, emit: Emit, total: int, every_s: float) -> None:
+        self._emit = emit
+        self._total = total
+        self._every_s = every_s
+        self._done = 0
+        self._next_at = time.monotonic() + every_s
+
+    def iteration_done(self) -> None:
+        self._done += 1
+        if self._done == 1:
+            self._emit(make_event("first_step"))
+        now = time.monotonic()
+        if now >= self._next_at:
+            self._next_at = now + self._every_s
+            self._emit(make_event("progress", done=self._done, total=self._total))

@@ -1,0 +1,61 @@
+"""What a workload kind receives from the runner and hands back to it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workloads.common import Reporter
+from workloads.gpu import GpuMonitor, open_monitor
+from workloads.loop import LoopResult
+from workloads.protocol import Emit, make_event
+from workloads.spec import Spec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Context:
+    """The resolved environment of one run.
+
+    ``started`` is the perf_counter reading taken before torch was imported,
+    so ``ready`` can report how long set-up took.
+    """
+
+    spec: Spec
+    emit: Emit
+    device: torch.device
+    threads: int
+    torch_version: str
+    started: float
+    setup_s: float | None = None
+
+    @property
+    def workload(self) -> dict[str, Any]:
+        return self.spec.workload
+
+    def ready(self, device: str) -> None:
+        """Announce that everything is built and iterations are about to start."""
+        self.setup_s = time.perf_counter() - self.started
+        self.emit(
+            make_event("ready", device=device, threads=self.threads, torch=self.torch_version)
+        )
+
+    def reporter(self, total: int) -> Reporter:
+        return Reporter(self.emit, total, self.spec.progress_every_s)
+
+    def monitor(self, device: torch.device) -> GpuMonitor:
+        return open_monitor(device.type, device.index)
+
+
+@dataclass
+class Outcome:
+    """A kind's measurements; the runner adds the metrics common to all."""
+
+    loop: LoopResult
+    metrics: dict[str, dict[str, Any]]
+    raw: dict[str, list[float]]
+    info: dict[str, Any]
+    absent: dict[str, str] = field(default_factory=dict)

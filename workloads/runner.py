@@ -1,0 +1,99 @@
+"""Run one validated spec and assemble its ``result`` event.
+
+Both entry points, the ``python -m workloads run`` worker and the in-process
+``run_workload`` API, end up in ``execute``, so the measured loop is the
+same code whichever way a workload is launched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from workloads.common import (
+    apply_threads,
+    metric,
+    peak_rss_bytes,
+    seed_everything,
+    select_device,
+)
+from workloads.context import Context
+from workloads.protocol import Emit, Event, discard, make_event, start_event
+from workloads.spec import Spec, validate
+
+KIND_MODULES = {
+    "train_step": "workloads.train_step",
+    "inference": "workloads.inference",
+    "data_loading": "workloads.data_loading",
+}
+
+
+def _context(spec: Spec, emit: Emit, started: float) -> Context:
+    """Import torch, seed, pick device and threads: the shared set-up."""
+    import torch
+
+    device = select_device(spec.workload["device"])
+    threads = apply_threads(spec.workload["threads"])
+    seed_everything(spec.seed)
+    return Context(spec, emit, device, threads, torch.__version__, started)
+
+
+def _base_info(spec: Spec, ctx: Context) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    info: dict[str, Any] = {
+        "name": spec.workload["name"],
+        "kind": spec.kind,
+        "device": str(ctx.device),
+        "threads": ctx.threads,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "dtype": spec.workload["dtype"],
+        "seed": spec.seed,
+        "setup_s": ctx.setup_s,
+        "workload": dict(spec.workload),
+    }
+    if ctx.device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(ctx.device)
+        info["cuda_max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated(ctx.device)
+    return info
+
+
+def execute(spec: Spec, emit: Emit) -> Event:
+    """Run ``spec``, emit its events after ``start``, and return ``result``."""
+    started = time.perf_counter()
+    ctx = _context(spec, emit, started)
+    outcome = importlib.import_module(KIND_MODULES[spec.kind]).run(ctx)
+    common, gpu_absent = outcome.loop.common_metrics()
+    metrics = {**outcome.metrics, **common}
+    absent = {**outcome.absent, **gpu_absent}
+    rss = peak_rss_bytes()
+    if rss is None:
+        absent["mem.rss_peak_bytes"] = "getrusage is not available on this platform"
+    else:
+        metrics["mem.rss_peak_bytes"] = metric(rss, "bytes")
+    info = _base_info(spec, ctx)
+    info["measured_window_s"] = outcome.loop.window_s
+    info.update(outcome.info)
+    result = make_event("result", metrics=metrics, absent=absent, raw=outcome.raw, info=info)
+    emit(result)
+    return result
+
+
+def run_workload(spec: Mapping[str, Any], emit: Emit | None = None) -> Event:
+    """Validate and run ``spec`` in this process; return the result event.
+
+    Events, ``start`` included, go through ``emit``. Failures are raised
+    (``SpecError`` for an invalid spec) rather than reported as events.
+    Note that the run seeds the global RNGs and may change torch's thread
+    count, as the worker process would.
+    """
+    emit = emit or discard
+    emit(start_event())
+    return execute(validate(spec), emit)
