@@ -28,7 +28,8 @@ from bench.targets import registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(soft_wrap=True)
+# Tables are records, not decoration: never truncate them to 80 columns when piped.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 

@@ -92,7 +92,7 @@ class Suite(BaseModel):
     description: str = ""
     repetitions: PositiveInt = 3
     order: Literal["interleaved", "blocked", "random"] = "interleaved"
-    seed: int = 0
+    seed: NonNegativeInt = 0
     overhead: bool | None = Field(
         default=None,
         description="compare every target to the baseline; true requires a baseline target",

@@ -48,6 +48,8 @@ def test_empty_input() -> None:
         (3 * 2**20, "bytes", "3 MiB"),
         (5.2e8, "bytes/s", "520 MB/s"),
         (123.456, "samples/s", "123.5 samples/s"),
+        (10140.4, "samples/s", "10,140 samples/s"),
+        (191.34, "%", "191.3 %"),
         (float("nan"), "s", "-"),
     ],
 )

@@ -14,7 +14,8 @@ def summary_table(samples: pd.DataFrame, title: str) -> Table:
     """Median and IQR of every metric, per workload and target, in suite order."""
     table = Table(title=title, show_lines=False)
     for column in ("workload", "target", "metric", "n", "median", "IQR"):
-        table.add_column(column, justify="right" if column in ("n", "median", "IQR") else "left")
+        right = column in ("n", "median", "IQR")
+        table.add_column(column, justify="right" if right else "left", no_wrap=True)
     previous = None
     for row in stats.summarize(samples).itertuples(index=False):
         key = (row.workload, row.target)

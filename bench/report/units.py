@@ -5,6 +5,13 @@ from __future__ import annotations
 import math
 
 
+def number(value: float) -> str:
+    """Four significant digits without exponents for the magnitudes benchmarks produce."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _scaled(value: float, steps: list[tuple[float, str]]) -> str:
     for factor, suffix in steps:
         if abs(value) >= factor:
@@ -23,4 +30,6 @@ def fmt(value: float, unit: str) -> str:
         return _scaled(value, [(2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B")])
     if unit == "bytes/s":
         return _scaled(value, [(1e9, "GB/s"), (1e6, "MB/s"), (1e3, "kB/s"), (1, "B/s")])
-    return f"{value:.4g} {unit}"
+    if unit == "%":
+        return f"{value:.1f} %"
+    return f"{number(value)} {unit}"

@@ -1,0 +1,271 @@
+"""``bench run`` end to end on the local target: real worker processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.results import load, load_cells, load_manifest, load_raw
+from tests.conftest import REPO, bench_cli
+
+pytestmark = pytest.mark.e2e
+
+TINY = """\
+name: tiny
+repetitions: 2
+targets:
+  - {name: bare, kind: local, baseline: true}
+workloads:
+  - {name: train, kind: train_step, model: mlp, batch_size: 8, steps: 6, warmup_steps: 2}
+  - {name: infer, kind: inference, model: cnn, requests: 12, warmup_requests: 3}
+  - {name: load, kind: data_loading, samples: 96, sample_bytes: 2048, batch_size: 16,
+     num_workers: 1, warmup_batches: 1}
+"""
+
+EXPECTED = {
+    "train": {"train.throughput", "train.step_time_s"},
+    "infer": {
+        "infer.throughput",
+        "infer.latency_p50_s",
+        "infer.latency_p90_s",
+        "infer.latency_p99_s",
+    },
+    "load": {"data.throughput", "data.bandwidth"},
+}
+COMMON = {
+    "startup.provision_s",
+    "startup.ready_s",
+    "startup.first_step_s",
+    "startup.total_s",
+    "mem.rss_peak_bytes",
+    "mem.host_bytes",
+    "cpu.util_pct",
+}
+GPU = {"gpu.util_mean_pct", "gpu.util_max_pct", "gpu.mem_peak_bytes", "gpu.power_mean_w"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    suite = root / "tiny.yaml"
+    suite.write_text(TINY)
+    done = bench_cli("run", str(suite), "--results-dir", str(root / "results"))
+    return done, root / "results"
+
+
+def test_run_succeeds_and_prints_run_dir_last(tiny_run) -> None:
+    done, results = tiny_run
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert Path(last).parent == results / "tiny"
+    assert "median" in done.stdout and "IQR" in done.stdout
+
+
+def test_every_workload_reports_its_metrics(tiny_run) -> None:
+    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    df = load(run_dir)
+    assert set(df["repetition"]) == {0, 1}
+    assert (df["value"] > 0).all()  # nothing unmeasured is stored as zero
+    for workload, metrics in EXPECTED.items():
+        for rep in (0, 1):
+            got = set(df[(df.workload == workload) & (df.repetition == rep)]["metric"])
+            assert got == metrics | COMMON, (workload, rep)
+    assert not GPU & set(df["metric"])  # no GPU here: absent, not zero
+
+
+def test_startup_phases_add_up(tiny_run) -> None:
+    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    df = load(run_dir).pivot_table(index="cell", columns="metric", values="value")
+    parts = df["startup.provision_s"] + df["startup.ready_s"] + df["startup.first_step_s"]
+    assert ((parts - df["startup.total_s"]).abs() < 1e-6).all()
+    assert (df["startup.ready_s"] > df["startup.provision_s"]).all()  # importing torch
+
+
+def test_cells_record_absent_metrics_with_reasons(tiny_run) -> None:
+    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    cells = load_cells(run_dir)
+    assert len(cells) == 6 and (cells["status"] == "ok").all()
+    for absent in cells["absent"]:
+        assert set(absent) >= GPU
+        assert all(isinstance(reason, str) and reason for reason in absent.values())
+
+
+def test_manifest_and_raw_arrays(tiny_run) -> None:
+    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    manifest = load_manifest(run_dir)
+    assert manifest["status"] == "complete"
+    assert manifest["suite"]["name"] == "tiny"
+    assert manifest["host"]["cpu_model"]
+    fingerprint = manifest["targets"]["bare"]["fingerprint"]
+    assert fingerprint["torch"].startswith("2.13.0")
+    assert len(manifest["plan"]) == 6
+    raw = load_raw(run_dir)
+    train = [v for k, v in raw.items() if "-train-" in k]
+    assert len(train) == 2 and all(len(r["step_time_s"]) == 6 for r in train)
+
+
+def test_failed_cells_are_recorded_and_the_run_goes_on(write_suite, tmp_path: Path) -> None:
+    crash = tmp_path / "crashing-python"
+    crash.write_text("#!/bin/sh\necho 'worker blew up' >&2\nexit 3\n")
+    crash.chmod(0o755)
+    suite = write_suite(f"""
+        name: failing
+        repetitions: 1
+        targets:
+          - {{name: good, kind: local}}
+          - {{name: crash, kind: local, python: {crash}}}
+          - {{name: missing, kind: local, python: /nonexistent/python3}}
+        workloads:
+          - {{name: train, kind: train_step, batch_size: 4, steps: 2, warmup_steps: 0}}
+    """)
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 1, done.stderr
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    cells = load_cells(run_dir).set_index("target")
+    assert cells.loc["good", "status"] == "ok"
+    assert "exited (status 3)" in cells.loc["crash", "error"]
+    assert "worker blew up" in cells.loc["crash", "error"]
+    assert "worker blew up" in cells.loc["crash", "stderr_tail"]
+    assert "'/nonexistent/python3' not found" in cells.loc["missing", "error"]
+    assert set(load(run_dir)["target"]) == {"good"}
+    manifest = load_manifest(run_dir)
+    assert manifest["status"] == "failed"
+    assert "fingerprint_error" in manifest["targets"]["missing"]
+
+
+def test_worker_error_event_is_reported(write_suite, tmp_path: Path) -> None:
+    suite = write_suite("""
+        name: nocuda
+        repetitions: 1
+        targets: [{name: bare, kind: local}]
+        workloads:
+          - {name: gpu, kind: train_step, device: cuda, steps: 1}
+    """)
+    if _has_cuda():
+        pytest.skip("this machine has a GPU; the CUDA-missing path cannot be exercised")
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 1
+    cells = load_cells(Path(done.stdout.strip().splitlines()[-1]))
+    assert "CUDA" in cells.iloc[0]["error"]
+
+
+def _has_cuda() -> bool:
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
+def test_ctrl_c_keeps_finished_cells_and_leaves_no_worker(write_suite, tmp_path: Path) -> None:
+    suite = write_suite("""
+        name: slow
+        repetitions: 20
+        targets: [{name: bare, kind: local}]
+        workloads:
+          - {name: train, kind: train_step, batch_size: 8, steps: 40, warmup_steps: 1}
+    """)
+    results = tmp_path / "r"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            str(suite),
+            "--results-dir",
+            str(results),
+            "--run-id",
+            "ctrlc",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = results / "slow" / "ctrlc"
+    _wait_for(lambda: (run_dir / "cells.jsonl").exists(), proc)
+    _wait_for(lambda: _worker_pids("ctrlc"), proc)  # interrupt a cell in flight
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert load_manifest(run_dir)["status"] == "interrupted"
+    finished = load_cells(run_dir)
+    assert len(finished) >= 1 and (finished["status"] == "ok").all()
+    assert set(load(run_dir)["cell"]) == set(finished["cell"])
+    assert not _worker_pids("ctrlc")
+    assert not list(Path("/tmp").glob("bench-ctrlc-*"))
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.05)
+
+
+def _worker_pids(run_id: str) -> list[int]:
+    """Processes whose working directory is a deployment directory of ``run_id``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "cwd").startswith(f"/tmp/bench-{run_id}-"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_bad_suite_exits_2_with_one_line(write_suite, tmp_path: Path) -> None:
+    suite = write_suite("""
+        name: bad
+        targets: [{name: bare, kind: local}]
+        workloads:
+          - {name: t, kind: train_step, batch_size: -1}
+    """)
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {suite}:4: workloads[0].batch_size:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_id_is_refused_and_kept(write_suite, tmp_path: Path) -> None:
+    run_dir = tmp_path / "r" / "tiny" / "keep"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"run_id": "keep"}))
+    suite = write_suite(TINY)
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), "--run-id", "keep")
+    assert done.returncode == 2
+    assert "already exists" in done.stderr
+    assert json.loads((run_dir / "manifest.json").read_text()) == {"run_id": "keep"}
+
+
+def test_bad_run_id_and_missing_suite(tmp_path: Path) -> None:
+    done = bench_cli("run", "suites/quickstart.yaml", "--run-id", "../x")
+    assert done.returncode == 2 and "--run-id" in done.stderr
+    done = bench_cli("run", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2 and "suite file not found" in done.stderr
+
+
+def test_validate_targets_summary_and_help(tiny_run) -> None:
+    done = bench_cli("validate", "suites/quickstart.yaml")
+    assert done.returncode == 0 and "ok" in done.stdout and "cells" in done.stdout
+    done = bench_cli("targets")
+    assert done.returncode == 0 and "local" in done.stdout
+    run_dir = tiny_run[0].stdout.strip().splitlines()[-1]
+    done = bench_cli("summary", run_dir)
+    assert done.returncode == 0 and "train.throughput" in done.stdout
+    for command in ([], ["run"], ["validate"], ["targets"], ["summary"]):
+        done = bench_cli(*command, "--help")
+        assert done.returncode == 0 and "Usage:" in done.stdout
+    assert bench_cli("summary", "/nonexistent").returncode == 2
