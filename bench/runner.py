@@ -90,10 +90,10 @@ class Runner:
     def run(self, suite_path: str = "") -> RunSummary:
         """Fingerprint, execute every cell, and finalise the manifest."""
         self.store.create(self._manifest(suite_path))
-        self.store.update_manifest(targets=self._fingerprints())
-        self.observer.run_started(self.plan)
         failed = 0
         try:
+            self.store.update_manifest(targets=self._fingerprints())
+            self.observer.run_started(self.plan)
             for cell in self.plan:
                 record = self._run_cell(cell)
                 failed += record.status != "ok"

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,22 @@ def test_failed_cells_are_recorded_and_the_run_goes_on(write_suite, tmp_path: Pa
     assert "fingerprint_error" in manifest["targets"]["missing"]
 
 
+def test_cell_timeout_fails_the_cell_and_stops_the_worker(write_suite, tmp_path: Path) -> None:
+    suite = write_suite("""
+        name: timeout
+        repetitions: 1
+        targets: [{name: bare, kind: local}]
+        workloads:
+          - {name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 4}
+    """)
+    run_id = f"tmo{uuid.uuid4().hex[:8]}"
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), "--run-id", run_id)
+    assert done.returncode == 1
+    cells = load_cells(Path(done.stdout.strip().splitlines()[-1]))
+    assert "timed out" in cells.iloc[0]["error"]
+    assert not _worker_pids(run_id)
+
+
 def test_worker_error_event_is_reported(write_suite, tmp_path: Path) -> None:
     suite = write_suite("""
         name: nocuda
@@ -170,6 +188,7 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_worker(write_suite, tmp_path:
           - {name: train, kind: train_step, batch_size: 8, steps: 40, warmup_steps: 1}
     """)
     results = tmp_path / "r"
+    run_id = f"ctrlc{uuid.uuid4().hex[:8]}"  # unique: other runs may share this machine
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -180,16 +199,16 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_worker(write_suite, tmp_path:
             "--results-dir",
             str(results),
             "--run-id",
-            "ctrlc",
+            run_id,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    run_dir = results / "slow" / "ctrlc"
+    run_dir = results / "slow" / run_id
     _wait_for(lambda: (run_dir / "cells.jsonl").exists(), proc)
-    _wait_for(lambda: _worker_pids("ctrlc"), proc)  # interrupt a cell in flight
+    _wait_for(lambda: _worker_pids(run_id), proc)  # interrupt a cell in flight
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -198,8 +217,8 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_worker(write_suite, tmp_path:
     finished = load_cells(run_dir)
     assert len(finished) >= 1 and (finished["status"] == "ok").all()
     assert set(load(run_dir)["cell"]) == set(finished["cell"])
-    assert not _worker_pids("ctrlc")
-    assert not list(Path("/tmp").glob("bench-ctrlc-*"))
+    assert not _worker_pids(run_id)
+    assert not list(Path(tempfile.gettempdir()).glob(f"bench-{run_id}-*"))
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -217,7 +236,8 @@ def _worker_pids(run_id: str) -> list[int]:
         if not proc.name.isdigit():
             continue
         try:
-            if os.readlink(proc / "cwd").startswith(f"/tmp/bench-{run_id}-"):
+            cwd = os.readlink(proc / "cwd")
+            if cwd.startswith(os.path.join(tempfile.gettempdir(), f"bench-{run_id}-")):
                 pids.append(int(proc.name))
         except OSError:
             continue

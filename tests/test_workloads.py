@@ -352,11 +352,11 @@ def test_light_modules_do_not_import_torch_or_numpy() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
 
 
-# --- NVML sampling, with a stand-in for pynvml ----------------------------------------------
+# --- NVML sampling, with a FAKE pynvml: the test machines have no GPU ---
 
 
 class FakeNvml:
-    """Answers like pynvml for one GPU; power readings are unsupported."""
+    """FAKE GPU (hardware absent here): answers like pynvml for one GPU without power readings."""
 
     def __init__(self, fail_init: bool = False) -> None:
         self.fail_init = fail_init

@@ -25,6 +25,8 @@ from bench.targets import worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.stream import EventStream
 
+NO_ISOLATION = "bare-metal target: no isolation layer between the host and the worker"
+
 
 class LocalTargetConfig(TargetConfig):
     """Suite keys of a local target."""
@@ -48,11 +50,17 @@ class LocalDeployment:
         return self.stream.events(deadline, self.proc.poll)
 
     def host_measurements(self) -> list[Measurement]:
-        """Peak memory of the worker's process tree as the host sees it."""
+        """Peak memory of the worker's process tree as the host sees it.
+
+        There is no isolation layer between host and worker here, so an overhead figure would
+        only restate the gap between PSS and RSS; it is recorded as absent instead.
+        """
         self.sampler.stop()
+        overhead = Measurement("mem.overhead_bytes", "bytes", reason=NO_ISOLATION)
         if self.sampler.peak is None:
-            return [Measurement("mem.host_bytes", "bytes", reason="no memory samples collected")]
-        return [Measurement("mem.host_bytes", "bytes", value=float(self.sampler.peak))]
+            reason = "no memory samples collected (the worker exited too quickly)"
+            return [Measurement("mem.host_bytes", "bytes", reason=reason), overhead]
+        return [Measurement("mem.host_bytes", "bytes", value=float(self.sampler.peak)), overhead]
 
     def close(self) -> None:
         """Kill the whole process group and reap it; idempotent."""
