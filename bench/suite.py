@@ -20,6 +20,7 @@ from pydantic import (
     PositiveInt,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from bench.errors import SuiteError
@@ -77,6 +78,17 @@ class DataLoading(WorkloadBase):
     warmup_batches: NonNegativeInt = 2
     shuffle: bool = True
     cold_cache: bool = False
+
+    @model_validator(mode="after")
+    def _warmup_leaves_batches(self) -> DataLoading:
+        """Warmup batches are excluded from the statistics, so some must remain."""
+        batches = -(-self.samples // self.batch_size) * self.epochs
+        if self.warmup_batches >= batches:
+            raise ValueError(
+                f"warmup_batches ({self.warmup_batches}) must be less than the number of "
+                f"batches ({batches} = ceil(samples / batch_size) x epochs)"
+            )
+        return self
 
 
 Workload = Annotated[TrainStep | Inference | DataLoading, Field(discriminator="kind")]
@@ -197,7 +209,7 @@ class _Locator:
         """The first validation error, located."""
         first = exc.errors()[0]
         loc = self._clean(prefix + tuple(first["loc"]))
-        message = first["msg"]
+        message = first["msg"].removeprefix("Value error, ")
         kind = first["type"]
         if kind == "extra_forbidden":
             message = "unknown key"
@@ -225,7 +237,11 @@ class _Locator:
         node = self.data
         for i, part in enumerate(loc):
             last = i == len(loc) - 1
-            if isinstance(node, dict) and part not in node and not last:
+            if (
+                isinstance(node, dict)
+                and part not in node
+                and (not last or part == node.get("kind"))
+            ):
                 continue
             out.append(part)
             if isinstance(node, dict):

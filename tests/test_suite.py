@@ -15,7 +15,7 @@ targets:
 workloads:
   - {name: train, kind: train_step, model: cnn, batch_size: 8, steps: 3, warmup_steps: 1}
   - {name: infer, kind: inference, scenario: offline, batch_size: 32, requests: 5}
-  - {name: load, kind: data_loading, samples: 10, sample_bytes: 64, num_workers: 0}
+  - {name: load, kind: data_loading, samples: 10, sample_bytes: 64, batch_size: 2, num_workers: 0}
 """
 
 
@@ -125,3 +125,12 @@ def test_empty_lists_rejected() -> None:
     assert error_of(GOOD.split("workloads:")[0] + "workloads: []\n").startswith(
         "s.yaml:5: workloads: "
     )
+
+
+def test_data_loading_warmup_must_leave_measured_batches() -> None:
+    text = GOOD.replace(
+        "batch_size: 2, num_workers: 0}", "batch_size: 5, num_workers: 0, warmup_batches: 2}"
+    )
+    message = error_of(text)
+    assert message.startswith("s.yaml:8: workloads[2]: ")
+    assert "warmup_batches (2) must be less than the number of batches (2 " in message
