@@ -6,6 +6,7 @@ Errors are a single line on stderr saying what and where, plus the fix when know
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -82,8 +83,6 @@ def run(suite: Path, results_dir: Path, run_id: str | None) -> None:
     Each cell is written as soon as it finishes; a failed cell is recorded and the run goes
     on (exit status 1). Ctrl-C stops cleanly and keeps finished cells (exit status 130).
     """
-    import re
-
     if run_id is not None and not re.match(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)

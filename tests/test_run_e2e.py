@@ -94,6 +94,8 @@ def test_cells_record_absent_metrics_with_reasons(tiny_run) -> None:
     run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
     cells = load_cells(run_dir)
     assert len(cells) == 6 and (cells["status"] == "ok").all()
+    for info in cells[cells.workload == "load"]["info"]:  # inside the deployment's directory
+        assert info["dataset_dir"].startswith(os.path.join(tempfile.gettempdir(), "bench-"))
     for absent in cells["absent"]:
         assert set(absent) >= GPU
         assert all(isinstance(reason, str) and reason for reason in absent.values())
@@ -179,13 +181,16 @@ def _has_cuda() -> bool:
     return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
 
 
-def test_ctrl_c_keeps_finished_cells_and_leaves_no_worker(write_suite, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_keeps_finished_cells_and_leaves_no_worker(
+    write_suite, tmp_path: Path, stop: signal.Signals
+) -> None:
     suite = write_suite("""
         name: slow
         repetitions: 20
         targets: [{name: bare, kind: local}]
         workloads:
-          - {name: train, kind: train_step, batch_size: 8, steps: 40, warmup_steps: 1}
+          - {name: load, kind: data_loading, samples: 400, sample_bytes: 4096, batch_size: 4}
     """)
     results = tmp_path / "r"
     run_id = f"ctrlc{uuid.uuid4().hex[:8]}"  # unique: other runs may share this machine
@@ -209,7 +214,7 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_worker(write_suite, tmp_path:
     run_dir = results / "slow" / run_id
     _wait_for(lambda: (run_dir / "cells.jsonl").exists(), proc)
     _wait_for(lambda: _worker_pids(run_id), proc)  # interrupt a cell in flight
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr

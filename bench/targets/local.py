@@ -85,9 +85,13 @@ class LocalTarget:
         """The interpreter that runs the worker."""
         return self.config.python or sys.executable
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, workdir: str | None = None) -> dict[str, str]:
+        """The worker's environment; its temporary files go under the deployment's directory,
+        so removing that directory removes them even when the worker had to be killed."""
         env = dict(os.environ)
         env.update(self.config.env)
+        if workdir is not None:
+            env["TMPDIR"] = workdir
         root = str(worker.package_root())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
@@ -127,7 +131,7 @@ class LocalTarget:
             proc = subprocess.Popen(
                 worker.run_args(self.python),
                 cwd=workdir,
-                env=self._env(),
+                env=self._env(workdir),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
