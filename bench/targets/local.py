@@ -53,7 +53,7 @@ class LocalDeployment:
         """Peak memory of the worker's process tree as the host sees it.
 
         There is no isolation layer between host and worker here, so an overhead figure would
-        only restate the gap between PSS and RSS; it is recorded as absent instead.
+        only restate how DataLoader processes share pages; it is recorded as absent instead.
         """
         self.sampler.stop()
         overhead = Measurement("mem.overhead_bytes", "bytes", reason=NO_ISOLATION)
