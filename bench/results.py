@@ -131,7 +131,7 @@ class ResultStore:
         self.write_manifest({**self.manifest, **fields})
 
     def add_cell(self, record: CellRecord, samples: list[Sample], raw: dict[str, Any]) -> None:
-        """Persist one finished cell: raw arrays first, then the tables that reference it."""
+        """Persist one finished cell: raw arrays, samples, then the record that commits them."""
         write_atomic(self.path / "raw" / f"{record.slug}.json", json.dumps(raw))
         self.samples += samples
         self.cells.append(record)
@@ -158,6 +158,16 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         raise ResultsError(f"{path}: malformed JSON line: {exc}") from None
 
 
+def _committed_samples(run: Path) -> list[dict[str, Any]]:
+    """Samples of the cells listed in cells.jsonl, which is written last and so commits a cell.
+
+    A run killed between writing a cell's samples and its cell record leaves samples that no
+    cell accounts for; they are not results.
+    """
+    committed = {row["cell"] for row in _read_jsonl(run / "cells.jsonl")}
+    return [row for row in _read_jsonl(run / "samples.jsonl") if row.get("cell") in committed]
+
+
 def load(path: str | Path) -> pd.DataFrame:
     """Samples of a run (or of every run in a suite directory) as a tidy DataFrame.
 
@@ -168,7 +178,7 @@ def load(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no such results directory")
-    rows = [row for run in _run_dirs(path) for row in _read_jsonl(run / "samples.jsonl")]
+    rows = [row for run in _run_dirs(path) for row in _committed_samples(run)]
     frame = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
     return frame.astype({"value": "float64", "repetition": "int64", "cell": "int64"})
 

@@ -110,3 +110,12 @@ def test_failed_run_without_samples_loads_empty(tmp_path: Path) -> None:
     store.add_cell(record(0, status="failed"), [], {})
     assert load(store.path).empty
     assert json.loads((store.path / "cells.jsonl").read_text())["error"] == "boom"
+
+
+def test_samples_without_a_cell_record_are_not_results(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    store.add_cell(record(0), [sample(0, "m", 1.0)], {})
+    # As if the run died after writing cell 1's samples but before its cell record.
+    with (store.path / "samples.jsonl").open("a") as handle:
+        handle.write(json.dumps({**sample(1, "m", 2.0).__dict__}) + "\n")
+    assert load(store.path)["cell"].tolist() == [0]
