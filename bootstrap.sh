@@ -28,12 +28,16 @@ apt_install() {
 }
 
 system_packages() {
-    # A Python with venv support (Debian splits it out), git for the run manifest's commit.
+    # A Python with venv support (Debian splits it out), git for the run manifest's commit,
+    # OpenSSH (client for ssh-keygen, server for the tests' SSH hosts).
     if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
         apt_install python3 python3-venv python3-pip
         PYTHON=python3
     fi
     command -v git >/dev/null 2>&1 || apt_install git
+    if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
+        apt_install openssh-server openssh-client
+    fi
 }
 
 virtualenv() {

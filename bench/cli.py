@@ -76,8 +76,15 @@ def main() -> None:
     help="Where runs are stored: DIR/<suite>/<run-id>/.",
 )
 @click.option("--run-id", help="Name of this run's directory (default: UTC timestamp).")
+@click.option(
+    "--parallel-hosts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run cells on up to N different hosts at once (cells on one host stay serial).",
+)
 @translate
-def run(suite: Path, results_dir: Path, run_id: str | None) -> None:
+def run(suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int) -> None:
     """Run every cell of SUITE and print a summary; the last line is the run directory.
 
     Each cell is written as soon as it finishes; a failed cell is recorded and the run goes
@@ -89,7 +96,7 @@ def run(suite: Path, results_dir: Path, run_id: str | None) -> None:
     store = results.ResultStore(results_dir, spec.name, run_id or new_run_id())
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with RichObserver(err) as observer:
-        summary = Runner(spec, store, observer).run(str(suite))
+        summary = Runner(spec, store, observer).run(str(suite), parallel_hosts)
     _print_run(store.path)
     out.print(str(store.path), highlight=False, soft_wrap=True)
     if summary.failed:

@@ -45,9 +45,9 @@ def host_fingerprint() -> dict[str, Any]:
     return collect(include_torch=False)
 
 
-def now_iso() -> str:
+def now_iso(timespec: str = "seconds") -> str:
     """Wall-clock time in UTC, for records meant for humans (never for durations)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
 def new_run_id() -> str:

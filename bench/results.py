@@ -67,6 +67,7 @@ class CellRecord:
     repetition: int
     status: str  # "ok" | "failed"
     started_at: str
+    finished_at: str
     duration_s: float
     error: str | None = None
     stderr_tail: str | None = None

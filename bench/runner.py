@@ -7,12 +7,14 @@ finished cell, marks the run interrupted and re-raises.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench import metadata
+from bench import interrupts, metadata
 from bench.errors import BenchError, Interrupted, WorkerError
 from bench.plan import Cell, build_plan
 from bench.results import CellRecord, ResultStore, Sample
@@ -86,25 +88,66 @@ class Runner:
         self.observer = observer or NullObserver()
         self.targets = {t.name: make_target(t) for t in suite.targets}
         self.plan = build_plan(suite)
+        self.cancel = threading.Event()
+        self._lock = threading.Lock()
 
-    def run(self, suite_path: str = "") -> RunSummary:
-        """Fingerprint, execute every cell, and finalise the manifest."""
+    def run(self, suite_path: str = "", parallel_hosts: int = 1) -> RunSummary:
+        """Fingerprint, execute every cell, clean the targets up, and finalise the manifest."""
         self.store.create(self._manifest(suite_path))
-        failed = 0
         try:
             self.store.update_manifest(targets=self._fingerprints())
             self.observer.run_started(self.plan)
-            for cell in self.plan:
-                record = self._run_cell(cell)
-                failed += record.status != "ok"
+            if parallel_hosts > 1:
+                failed = self._execute_parallel(parallel_hosts)
+            else:
+                failed = sum(self._run_cell(cell).status != "ok" for cell in self.plan)
         except KeyboardInterrupt:
             self.store.update_manifest(status="interrupted", finished_at=metadata.now_iso())
             raise Interrupted(
                 f"interrupted; {len(self.store.cells)} finished cells kept in {self.store.path}"
             ) from None
+        finally:
+            with interrupts.deferred():
+                self._cleanup()
         status = "complete" if failed == 0 else "failed"
         self.store.update_manifest(status=status, finished_at=metadata.now_iso())
         return RunSummary(str(self.store.path), len(self.plan), failed)
+
+    def _execute_parallel(self, workers: int) -> int:
+        """Cells on different hosts run concurrently; cells of one host stay serial, in order."""
+        lanes: dict[str, list[Cell]] = {}
+        for cell in self.plan:
+            lanes.setdefault(self.targets[cell.target].host_id(), []).append(cell)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host") as pool:
+            futures = [pool.submit(self._run_lane, cells) for cells in lanes.values()]
+            try:
+                while not all(f.done() for f in futures):
+                    wait(futures, timeout=0.2)
+            except KeyboardInterrupt:
+                self.cancel.set()  # running deployments tear down; queued cells are skipped
+                wait(futures)
+                raise
+        return sum(f.result() for f in futures)
+
+    def _run_lane(self, cells: list[Cell]) -> int:
+        """One host's cells, one after another; the number that failed."""
+        failed = 0
+        for cell in cells:
+            if self.cancel.is_set():
+                break
+            failed += self._run_cell(cell).status != "ok"
+        return failed
+
+    def _cleanup(self) -> None:
+        """Each target removes what the run left on it; failures are recorded, not raised."""
+        problems = {}
+        for name, target in self.targets.items():
+            try:
+                target.cleanup(self.store.run_id)
+            except BenchError as exc:
+                problems[name] = exc.one_line()
+        if problems:
+            self.store.update_manifest(cleanup_errors=problems)
 
     def _manifest(self, suite_path: str) -> dict[str, Any]:
         return {
@@ -123,7 +166,7 @@ class Runner:
         for name, target in self.targets.items():
             entry: dict[str, Any] = {"kind": target.config.kind}
             try:
-                entry["fingerprint"] = target.fingerprint()
+                entry["fingerprint"] = target.fingerprint(self.store.run_id)
             except BenchError as exc:
                 entry["fingerprint_error"] = exc.one_line()
             out[name] = entry
@@ -132,13 +175,15 @@ class Runner:
     def _run_cell(self, cell: Cell) -> CellRecord:
         target = self.targets[cell.target]
         workload = self.suite.workload(cell.workload)
-        started_at, start = metadata.now_iso(), time.monotonic()
+        started_at, start = metadata.now_iso("milliseconds"), time.monotonic()
         self.observer.cell_started(cell)
         outcome = self._deploy(cell, target, _spec(self.suite, cell))
         record = _record(cell, target, workload.kind, outcome, started_at, start)
         samples = _samples(self.store.run_id, record, outcome)
-        self.store.add_cell(record, samples, {"cell": record.slug, **outcome.result.get("raw", {})})
-        self.observer.cell_finished(cell, record)
+        raw = {"cell": record.slug, **outcome.result.get("raw", {})}
+        with self._lock, interrupts.deferred():
+            self.store.add_cell(record, samples, raw)
+            self.observer.cell_finished(cell, record)
         return record
 
     def _deploy(self, cell: Cell, target: Target, spec: dict[str, Any]) -> Outcome:
@@ -149,7 +194,7 @@ class Runner:
                 outcome.clock.mark("provision")
                 self.observer.cell_phase(cell, "provisioned")
                 deadline = time.monotonic() + timeout
-                for event in deployment.events(deadline):
+                for event in deployment.events(deadline, self.cancel):
                     self._on_event(cell, event, outcome)
                 outcome.host = deployment.host_measurements()
         except BenchError as exc:
@@ -189,6 +234,7 @@ def _record(
         repetition=cell.repetition,
         status="failed" if error else "ok",
         started_at=started_at,
+        finished_at=metadata.now_iso("milliseconds"),
         duration_s=time.monotonic() - start,
         error=error.one_line() if error else None,
         stderr_tail=error.stderr_tail if isinstance(error, WorkerError) else None,

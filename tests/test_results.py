@@ -30,6 +30,7 @@ def record(cell: int, status: str = "ok") -> CellRecord:
         repetition=cell,
         status=status,
         started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:00:01.500+00:00",
         duration_s=1.5,
         error=None if status == "ok" else "boom",
         startup={"provision": 0.01},

@@ -7,6 +7,7 @@ so that every kind is measured the same way: clocks of different machines are ne
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -41,7 +42,9 @@ class Measurement:
 class Deployment(Protocol):
     """A running worker on a target, from provisioned to removed."""
 
-    def events(self, deadline: float) -> Iterator[dict[str, Any]]:
+    def events(
+        self, deadline: float, cancel: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield the worker's events until its result or error; raise WorkerError on failure."""
         ...
 
@@ -56,12 +59,20 @@ class Target(Protocol):
     kind: ClassVar[str]
     config: TargetConfig
 
-    def fingerprint(self) -> dict[str, Any]:
+    def host_id(self) -> str:
+        """The machine this target runs on: cells with the same id never run concurrently."""
+        ...
+
+    def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The target's environment, as printed by the worker's fingerprint mode."""
         ...
 
     def deploy(self, spec: dict[str, Any], run_id: str) -> AbstractContextManager[Deployment]:
         """Provision a fresh worker for one cell; leaving the context removes everything."""
+        ...
+
+    def cleanup(self, run_id: str) -> None:
+        """Remove whatever the run left on the target (called once, after the last cell)."""
         ...
 
 

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Literal
 
+from bench import interrupts
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import worker
@@ -45,9 +47,11 @@ class LocalDeployment:
         self.stream.attach(proc.stdout, proc.stderr)  # type: ignore[arg-type]
         self.sampler = TreeMemorySampler(proc.pid).start()
 
-    def events(self, deadline: float) -> Iterator[dict[str, Any]]:
+    def events(
+        self, deadline: float, cancel: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The worker's events; see ``EventStream.events``."""
-        return self.stream.events(deadline, self.proc.poll)
+        return self.stream.events(deadline, self.proc.poll, cancel)
 
     def host_measurements(self) -> list[Measurement]:
         """Peak memory of the worker's process tree as the host sees it.
@@ -104,7 +108,14 @@ class LocalTarget:
                 hint="set the target's python: to an existing interpreter",
             )
 
-    def fingerprint(self) -> dict[str, Any]:
+    def host_id(self) -> str:
+        """Every local target shares this machine."""
+        return "localhost"
+
+    def cleanup(self, run_id: str) -> None:
+        """Nothing outlives a local deployment."""
+
+    def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The environment the worker sees, from the worker's own fingerprint mode."""
         self._check_python()
         try:
@@ -127,26 +138,32 @@ class LocalTarget:
         """Start a fresh worker process; leaving the context kills and reaps it."""
         self._check_python()
         workdir = tempfile.mkdtemp(prefix=f"bench-{run_id}-")
+        deployment: LocalDeployment | None = None
         try:
-            proc = subprocess.Popen(
+            with interrupts.deferred():  # a process started is a process tracked
+                deployment = LocalDeployment(self._spawn(workdir), f"target {self.config.name!r}")
+            _send_spec(deployment.proc, spec)
+            yield deployment
+        finally:
+            with interrupts.deferred():
+                if deployment is not None:
+                    deployment.close()
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _spawn(self, workdir: str) -> subprocess.Popen[bytes]:
+        """The worker process, in its own session so that Ctrl-C reaches the controller only."""
+        try:
+            return subprocess.Popen(
                 worker.run_args(self.python),
                 cwd=workdir,
                 env=self._env(workdir),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                start_new_session=True,  # Ctrl-C reaches the controller only; it tears down
+                start_new_session=True,
             )
         except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
             raise TargetError(f"target {self.config.name!r}: cannot start worker: {exc}") from None
-        deployment = LocalDeployment(proc, f"target {self.config.name!r}")
-        try:
-            _send_spec(proc, spec)
-            yield deployment
-        finally:
-            deployment.close()
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _send_spec(proc: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bench.targets.base import Target, TargetConfig
 from bench.targets.local import LocalTarget, LocalTargetConfig
+from bench.targets.ssh import SshTarget, SshTargetConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,12 @@ _KINDS: dict[str, Kind] = {
         LocalTargetConfig,
         LocalTarget,
         "bare metal on this host: the worker runs as a subprocess of a chosen interpreter",
+    ),
+    "ssh": Kind(
+        "ssh",
+        SshTargetConfig,
+        SshTarget,
+        "a remote host over SSH (paramiko): the worker is uploaded per run and removed after",
     ),
 }
 

@@ -44,7 +44,7 @@ class EventStream:
     def _pump_stdout(self, stream: Iterable[bytes]) -> None:
         try:
             for raw in stream:
-                self._lines.put(raw)
+                self._lines.put(raw if isinstance(raw, bytes) else raw.encode())
         except (OSError, ValueError):
             pass  # the stream was closed under us during teardown
         finally:
@@ -67,10 +67,20 @@ class EventStream:
             thread.join(timeout)
 
     def events(
-        self, deadline: float, exit_status: Callable[[], int | None]
+        self,
+        deadline: float,
+        exit_status: Callable[[], int | None],
+        cancel: threading.Event | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield events until ``result``; raise ``WorkerError`` on error, exit or timeout."""
+        """Yield events until ``result``; raise ``WorkerError`` on error, exit or timeout.
+
+        ``cancel`` lets another thread stop the wait (Ctrl-C while cells run in parallel): it
+        raises ``KeyboardInterrupt`` here, so the deployment tears down as it would in the
+        main thread.
+        """
         while True:
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerError(f"{self.label}: worker timed out", stderr_tail=self.stderr_tail())
@@ -104,7 +114,12 @@ class EventStream:
     def _reported(self, event: dict[str, Any]) -> WorkerError:
         kind = event.get("error", "Error")
         message = event.get("message", "")
-        return WorkerError(f"{self.label}: {kind}: {message}", stderr_tail=self.stderr_tail())
+        hint = None
+        if kind == "ModuleNotFoundError" and "torch" in message:
+            hint = "torch is missing on the target: install torch into the target's python"
+        return WorkerError(
+            f"{self.label}: {kind}: {message}", stderr_tail=self.stderr_tail(), hint=hint
+        )
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

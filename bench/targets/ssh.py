@@ -1,0 +1,333 @@
+"""``kind: ssh``: a remote host (bare metal, or a VM that already exists) reached with paramiko.
+
+Each repetition opens a fresh SSH session (the ``provision`` phase covers connecting, making
+sure the worker package is in the run's remote directory, and starting the worker). The
+package travels once per run as one content-hashed archive over SFTP. Every remote command is
+built from ``shlex.quote``d parts, so no suite value can inject shell syntax. The run's remote
+directory is removed when the run ends, whether it succeeded, failed or was interrupted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import posixpath
+import shlex
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import paramiko
+from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr
+
+from bench import interrupts
+from bench.errors import TargetError, WorkerError
+from bench.targets import package
+from bench.targets.base import Measurement, TargetConfig
+from bench.targets.sshconn import Endpoint, connect
+from bench.targets.stream import EventStream
+
+REMOTE_HOST_MEMORY = "remote host: the controller does not probe a remote host's memory"
+NO_ISOLATION = "bare-metal target: no isolation layer between the host and the worker"
+EXTRACT = (
+    "import sys, tarfile; t = tarfile.open(sys.argv[1]); "
+    "t.extractall(sys.argv[2], **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))"
+)
+
+
+class SshTargetConfig(TargetConfig):
+    """Suite keys of an SSH target."""
+
+    kind: Literal["ssh"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(default_factory=getpass.getuser, min_length=1)
+    key: str | None = None
+    password: SecretStr | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    host_key: Literal["strict", "accept-new"] = "strict"
+    python: str = "python3"
+    workdir: str = "/tmp"
+    env: dict[str, str] = {}
+    connect_timeout_s: PositiveFloat = 10.0
+    connect_retries: NonNegativeInt = 2
+
+
+def q(value: str) -> str:
+    """Shell-quote one word of a remote command."""
+    return shlex.quote(value)
+
+
+def execute(client: paramiko.SSHClient, command: str, timeout: float = 120) -> tuple[int, str]:
+    """Run ``command`` remotely; (exit status, combined output)."""
+    try:
+        _, stdout, _ = client.exec_command(command, timeout=timeout, get_pty=False)
+        stdout.channel.set_combine_stderr(True)
+        output = stdout.read().decode(errors="replace")
+        return stdout.channel.recv_exit_status(), output
+    except (paramiko.SSHException, OSError) as exc:
+        raise TargetError(f"remote command failed: {exc or type(exc).__name__}") from None
+
+
+class SshDeployment:
+    """A worker running on the remote host, streamed over one SSH channel."""
+
+    def __init__(
+        self, client: paramiko.SSHClient, channel: paramiko.Channel, label: str, python: str
+    ) -> None:
+        self.client = client
+        self.python = python
+        self.channel = channel
+        self.label = label
+        self.pid: int | None = None
+        self.stream = EventStream(label)
+        self.stream.attach(channel.makefile("rb"), channel.makefile_stderr("rb"))
+
+    def events(
+        self, deadline: float, cancel: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The worker's events; a dropped connection is reported as such."""
+        try:
+            for event in self.stream.events(deadline, self._exit_status, cancel):
+                if event.get("event") == "start":
+                    self.pid = int(event["pid"])
+                yield event
+        except WorkerError as exc:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise WorkerError(
+                    f"{self.label}: connection dropped before the worker reported a result",
+                    stderr_tail=exc.stderr_tail,
+                ) from None
+            raise
+
+    def _exit_status(self) -> int | None:
+        """The worker's exit status once the server reported one (not merely a closed channel)."""
+        if not self.channel.status_event.is_set():
+            return None
+        status = self.channel.recv_exit_status()
+        return None if status < 0 else status
+
+    def host_measurements(self) -> list[Measurement]:
+        """Nothing is probed on a remote host; say so instead of reporting zeros."""
+        return [
+            Measurement("mem.host_bytes", "bytes", reason=REMOTE_HOST_MEMORY),
+            Measurement("mem.overhead_bytes", "bytes", reason=NO_ISOLATION),
+        ]
+
+    def stop_worker(self) -> bool:
+        """Kill the worker's process group if it still runs; False when that was impossible.
+
+        The worker leads its own process group (sshd starts every command in a new session),
+        so DataLoader processes go with it.
+        """
+        if self.pid is None or self._exit_status() is not None:
+            return True
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            return False  # a closed channel looks "exited"; the worker may well run on
+        try:
+            execute(self.client, kill_group_command(self.python, self.pid), timeout=15)
+        except TargetError:
+            return False
+        return True
+
+
+KILL_GROUP = """
+import os, signal, sys, time
+group = int(sys.argv[1])
+def send(sig):
+    try:
+        os.killpg(group, sig)
+        return True
+    except ProcessLookupError:
+        return False
+if send(signal.SIGTERM):
+    for _ in range(20):
+        time.sleep(0.1)
+        if not send(0):
+            break
+    else:
+        send(signal.SIGKILL)
+"""
+
+
+def kill_group_command(python: str, pid: int) -> str:
+    """TERM, then after a 2 s grace period KILL, the process group ``pid`` leads.
+
+    Written in Python rather than with the shell's ``kill``: dash, Debian's ``sh``, cannot
+    signal a process group (it rejects both ``-PID`` and ``--``).
+    """
+    return f"{q(python)} -c {q(KILL_GROUP)} {pid}"
+
+
+class SshTarget:
+    """Runs workers on a remote host over SSH."""
+
+    kind: ClassVar[str] = "ssh"
+
+    def __init__(self, config: SshTargetConfig) -> None:
+        self.config = config
+        self._ready: set[str] = set()  # run directories that hold the package already
+        self._orphans: set[int] = set()  # workers a dropped connection kept us from stopping
+        self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        return f"target {self.config.name!r} ({self.config.user}@{self.config.host})"
+
+    def host_id(self) -> str:
+        """Cells with the same host id never run at the same time."""
+        return f"{self.config.host}:{self.config.port}"
+
+    def endpoint(self) -> Endpoint:
+        c = self.config
+        return Endpoint(
+            host=c.host,
+            port=c.port,
+            user=c.user,
+            key=c.key,
+            password=c.password.get_secret_value() if c.password else None,
+            known_hosts=Path(c.known_hosts).expanduser(),
+            host_key=c.host_key,
+            timeout_s=c.connect_timeout_s,
+            retries=c.connect_retries,
+        )
+
+    def run_dir(self, run_id: str) -> str:
+        """The run's remote directory (removed by ``cleanup``)."""
+        return posixpath.join(self.config.workdir, f"bench-{run_id}")
+
+    def _connect(self) -> paramiko.SSHClient:
+        try:
+            return connect(self.endpoint())
+        except TargetError as exc:
+            raise TargetError(
+                f"target {self.config.name!r}: {exc.message}", hint=exc.hint
+            ) from None
+
+    def _prepare(self, client: paramiko.SSHClient, run_id: str) -> str:
+        """Check the interpreter and put the package in the run directory; its path."""
+        pkg = package.build()
+        run_dir = self.run_dir(run_id)
+        pkg_dir = posixpath.join(run_dir, pkg.name)
+        with self._lock:
+            if pkg_dir in self._ready:
+                return pkg_dir
+            self._check_python(client)
+            status, _ = execute(client, f"test -f {q(pkg_dir + '/.complete')}")
+            if status != 0:
+                self._upload(client, run_dir, pkg_dir, pkg)
+            self._ready.add(pkg_dir)
+        return pkg_dir
+
+    def _check_python(self, client: paramiko.SSHClient) -> None:
+        python = self.config.python
+        status, output = execute(client, f"{q(python)} -c 'import sys; print(sys.version)'")
+        if status in (126, 127):
+            raise TargetError(
+                f"{self.label}: remote python {python!r} not found or not executable",
+                hint="set the target's python: to an interpreter that exists on the host",
+            )
+        if status != 0:
+            last = output.strip().splitlines()[-1:] or ["?"]
+            raise TargetError(f"{self.label}: remote python {python!r} failed: {last[0]}")
+
+    def _upload(self, client: paramiko.SSHClient, run_dir: str, pkg_dir: str, pkg: Any) -> None:
+        archive = pkg_dir + ".tar.gz"
+        status, output = execute(client, f"mkdir -p -m 700 {q(run_dir)}")
+        if status != 0:
+            raise TargetError(f"{self.label}: cannot create {run_dir}: {output.strip()}")
+        try:
+            with client.open_sftp() as sftp:
+                sftp.putfo(io.BytesIO(pkg.archive), archive)
+        except (paramiko.SSHException, OSError) as exc:
+            raise TargetError(f"{self.label}: upload to {archive} failed: {exc}") from None
+        python = q(self.config.python)
+        command = (
+            f"{python} -c {q(EXTRACT)} {q(archive)} {q(pkg_dir)} && "
+            f"touch {q(pkg_dir + '/.complete')} && rm -f {q(archive)}"
+        )
+        status, output = execute(client, command)
+        if status != 0:
+            raise TargetError(f"{self.label}: unpacking the worker failed: {output.strip()}")
+
+    def _command(self, pkg_dir: str, cell_dir: str, args: list[str]) -> str:
+        """``cd`` into the cell directory and ``exec`` the worker with its environment."""
+        env = {**self.config.env, "PYTHONPATH": pkg_dir, "PYTHONUNBUFFERED": "1"}
+        env["TMPDIR"] = cell_dir
+        assignments = " ".join(q(f"{k}={v}") for k, v in env.items())
+        words = " ".join(q(a) for a in args)
+        return f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)} && exec env {assignments} {words}"
+
+    def fingerprint(self, run_id: str) -> dict[str, Any]:
+        """The remote environment, from the worker's own fingerprint mode."""
+        from bench.targets.worker import fingerprint_args, parse_fingerprint
+
+        client = self._connect()
+        try:
+            pkg_dir = self._prepare(client, run_id)
+            cell_dir = posixpath.join(self.run_dir(run_id), "fingerprint")
+            command = self._command(pkg_dir, cell_dir, fingerprint_args(self.config.python))
+            status, output = execute(client, command)
+            if status != 0:
+                last = output.strip().splitlines()[-1:] or ["?"]
+                raise TargetError(f"{self.label}: fingerprint failed: {last[0]}")
+            return parse_fingerprint(output, self.label)
+        finally:
+            client.close()
+
+    @contextmanager
+    def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
+        """Open a fresh session and start the worker; leaving stops it and removes its files."""
+        from bench.targets.worker import run_args
+
+        client = self._connect()
+        deployment: SshDeployment | None = None
+        cell_dir = posixpath.join(self.run_dir(run_id), f"cell-{uuid.uuid4().hex[:12]}")
+        try:
+            pkg_dir = self._prepare(client, run_id)
+            command = self._command(pkg_dir, cell_dir, run_args(self.config.python))
+            channel = _start(client, command, spec, self.label)
+            deployment = SshDeployment(client, channel, self.label, self.config.python)
+            yield deployment
+        finally:
+            with interrupts.deferred():
+                if deployment is not None and not deployment.stop_worker():
+                    self._orphans.add(deployment.pid or 0)
+                with suppress(TargetError):
+                    execute(client, f"rm -rf {q(cell_dir)}", timeout=30)
+                client.close()
+
+    def cleanup(self, run_id: str) -> None:
+        """Remove the run's remote directory (reconnecting: the last session may be gone)."""
+        client = self._connect()
+        try:
+            for pid in sorted(self._orphans - {0}):
+                execute(client, kill_group_command(self.config.python, pid), timeout=15)
+            self._orphans.clear()
+            status, output = execute(client, f"rm -rf {q(self.run_dir(run_id))}", timeout=60)
+            if status != 0:
+                raise TargetError(f"{self.label}: cannot remove {self.run_dir(run_id)}: {output}")
+        finally:
+            client.close()
+
+
+def _start(
+    client: paramiko.SSHClient, command: str, spec: dict[str, Any], label: str
+) -> paramiko.Channel:
+    """Start ``command`` on a new channel and send it the spec on stdin."""
+    try:
+        transport = client.get_transport()
+        assert transport is not None
+        channel = transport.open_session()
+        channel.exec_command(command)
+        channel.sendall(json.dumps(spec).encode())
+        channel.shutdown_write()
+        return channel
+    except (paramiko.SSHException, OSError) as exc:
+        raise TargetError(f"{label}: cannot start the worker: {exc}") from None

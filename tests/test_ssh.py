@@ -1,0 +1,301 @@
+"""``kind: ssh`` against a real OpenSSH server started by the tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bench.results import load, load_cells, load_manifest
+from tests.conftest import REPO, bench_cli
+from tests.sshd import SshServer, free_port, keygen
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="openssh-server missing"),
+]
+
+TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 6, warmup_steps: 1}"
+INFER = "{name: infer, kind: inference, model: mlp, requests: 10, warmup_requests: 2}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> SshServer:
+    srv = SshServer(tmp_path_factory.mktemp("sshd")).setup().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def remote_dir(tmp_path: Path) -> Path:
+    """The remote workdir (same machine, so tests can inspect what the harness left)."""
+    path = tmp_path / "remote"
+    path.mkdir()
+    return path
+
+
+def suite(tmp_path: Path, targets: list[str], workloads: list[str], reps: int = 1) -> Path:
+    path = tmp_path / f"suite-{uuid.uuid4().hex[:6]}.yaml"
+    body = f"name: sshtest\nrepetitions: {reps}\ntargets:\n"
+    body += "".join(f"  - {t}\n" for t in targets)
+    body += "workloads:\n" + "".join(f"  - {w}\n" for w in workloads)
+    path.write_text(body)
+    return path
+
+
+def run(tmp_path: Path, suite_path: Path, *extra: str):
+    done = bench_cli("run", str(suite_path), "--results-dir", str(tmp_path / "results"), *extra)
+    run_dir = Path(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else None
+    return done, run_dir
+
+
+def remote(server: SshServer, remote_dir: Path, **extra: object) -> str:
+    return server.target_yaml(python=sys.executable, workdir=str(remote_dir), **extra)
+
+
+def test_local_and_ssh_produce_the_same_metrics(server, remote_dir, tmp_path) -> None:
+    local = "{name: bare, kind: local, baseline: true}"
+    path = suite(tmp_path, [local, remote(server, remote_dir)], [TRAIN, INFER])
+    done, run_dir = run(tmp_path, path)
+    assert done.returncode == 0, done.stderr
+    df = load(run_dir)
+    host_probe = {"mem.host_bytes"}  # measured by the controller for local processes only
+    for workload in ("train", "infer"):
+        by_target = {
+            t: set(df[(df.workload == workload) & (df.target == t)]["metric"]) - host_probe
+            for t in ("bare", "remote")
+        }
+        assert by_target["bare"] == by_target["remote"], workload
+        assert "startup.provision_s" in by_target["remote"]
+    cells = load_cells(run_dir).set_index("target")
+    assert "remote host" in cells.loc["remote"].iloc[0]["absent"]["mem.host_bytes"]
+    fingerprint = load_manifest(run_dir)["targets"]["remote"]["fingerprint"]
+    assert fingerprint["torch"].startswith("2.13.0")
+    assert list(remote_dir.iterdir()) == []  # the run's remote directory is gone
+
+
+def test_package_is_uploaded_once_per_run(server, remote_dir, tmp_path) -> None:
+    path = suite(tmp_path, [remote(server, remote_dir)], [TRAIN], reps=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "r")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[str] = set()
+    while proc.poll() is None:  # watch the remote run directory while the run goes on
+        seen |= {p.name for p in remote_dir.glob("bench-*/workloads-*") if p.is_dir()}
+        time.sleep(0.05)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert len(seen) == 1  # one content-hashed package directory for every cell
+    assert list(remote_dir.iterdir()) == []
+
+
+def failing_run(tmp_path: Path, target: str) -> tuple[str, Path]:
+    done, run_dir = run(tmp_path, suite(tmp_path, [target], [TRAIN]))
+    assert done.returncode == 1, done.stderr
+    cells = load_cells(run_dir)
+    assert (cells["status"] == "failed").all()
+    return cells.iloc[0]["error"], run_dir
+
+
+def test_wrong_user_key(server, remote_dir, tmp_path) -> None:
+    other = keygen(tmp_path / "other_key")
+    error, _ = failing_run(tmp_path, remote(server, remote_dir, key=str(other)))
+    assert "authentication failed" in error
+    assert list(remote_dir.iterdir()) == []
+
+
+def test_host_key_mismatch_shows_both_fingerprints(server, remote_dir, tmp_path) -> None:
+    impostor = keygen(tmp_path / "impostor")
+    pub = " ".join(Path(f"{impostor}.pub").read_text().split()[:2])
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[{server.host}]:{server.port} {pub}\n")
+    error, _ = failing_run(tmp_path, remote(server, remote_dir, known_hosts=str(known)))
+    assert "HOST KEY MISMATCH" in error
+    assert error.count("SHA256:") == 2
+
+
+def test_unknown_host_is_refused_unless_accept_new(server, remote_dir, tmp_path, monkeypatch):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    error, _ = failing_run(tmp_path, remote(server, remote_dir, known_hosts=str(empty)))
+    assert "is not in" in error and "SHA256:" in error
+    state = tmp_path / "state"
+    monkeypatch.setenv("BENCH_STATE_DIR", str(state))
+    target = remote(server, remote_dir, known_hosts=str(empty), host_key="accept-new")
+    done, _ = run(tmp_path, suite(tmp_path, [target], [TRAIN]))
+    assert done.returncode == 0, done.stderr
+    assert f"[{server.host}]:{server.port} ssh-ed25519" in (state / "known_hosts").read_text()
+
+
+def test_stopped_server_is_connection_refused(tmp_path, remote_dir) -> None:
+    down = SshServer(tmp_path / "down").setup()  # configured, never started
+    target = down.target_yaml(python=sys.executable, workdir=str(remote_dir), connect_retries=1)
+    error, run_dir = failing_run(tmp_path, target)
+    assert "connection refused" in error
+    assert "fingerprint_error" in load_manifest(run_dir)["targets"]["remote"]
+
+
+def test_missing_remote_python(server, remote_dir, tmp_path) -> None:
+    target = server.target_yaml(python="/nonexistent/python3", workdir=str(remote_dir))
+    error, _ = failing_run(tmp_path, target)
+    assert "remote python '/nonexistent/python3' not found" in error
+    assert list(remote_dir.iterdir()) == []
+
+
+def test_torch_missing_on_remote(server, remote_dir, tmp_path) -> None:
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip("the system python has torch")
+    error, _ = failing_run(
+        tmp_path, server.target_yaml(python="/usr/bin/python3", workdir=str(remote_dir))
+    )
+    assert "No module named 'torch'" in error and "install torch" in error
+    assert list(remote_dir.iterdir()) == []
+
+
+def test_worker_killed_mid_run(server, remote_dir, tmp_path) -> None:
+    long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
+    path = suite(tmp_path, [remote(server, remote_dir)], [long, TRAIN])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "r")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid = _wait_for_worker(remote_dir, proc)
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    cells = load_cells(Path(stdout.strip().splitlines()[-1])).set_index("workload")
+    assert "before reporting a result" in cells.loc["long", "error"]
+    assert cells.loc["train", "status"] == "ok"  # the other cell still ran
+    assert list(remote_dir.iterdir()) == []
+
+
+def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
+    long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
+    path = suite(tmp_path, [remote(server, remote_dir)], [long])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "r")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid = _wait_for_worker(remote_dir, proc)
+    time.sleep(1.0)
+    session = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(session, signal.SIGKILL)  # the sshd process serving this connection
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    run_dir = Path(stdout.strip().splitlines()[-1])
+    cells = load_cells(run_dir)
+    assert "connection dropped" in cells.iloc[0]["error"]
+    assert "cleanup_errors" not in load_manifest(run_dir), load_manifest(run_dir)
+    assert not _alive(pid)  # the orphaned worker was stopped at the end of the run
+    assert list(remote_dir.iterdir()) == []
+
+
+def _wait_for_worker(remote_dir: Path, proc: subprocess.Popen, timeout: float = 90) -> int:
+    """PID of a worker whose working directory is a cell directory under ``remote_dir``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd")
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cwd.startswith(str(remote_dir)) and "/cell-" in cwd and b"workloads" in cmdline:
+                return int(entry.name)
+        time.sleep(0.1)
+    raise AssertionError("no remote worker appeared")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_suite_values_cannot_inject_commands(server, tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    evil_dir = tmp_path / f"w; touch {marker}; echo $(touch {marker}2)"
+    evil_dir.mkdir(parents=True)
+    env = {"EVIL": f"$(touch {marker}3)`touch {marker}4`"}
+    target = server.target_yaml(python=sys.executable, workdir=str(evil_dir), env=env)
+    done, _ = run(tmp_path, suite(tmp_path, [target], [TRAIN]))
+    assert done.returncode == 0, done.stderr
+    evil_python = server.target_yaml(
+        name="evil", python=f"{sys.executable}; touch {marker}5", workdir=str(evil_dir)
+    )
+    done, _ = run(tmp_path, suite(tmp_path, [evil_python], [TRAIN]))
+    assert done.returncode == 1
+    assert not list(tmp_path.glob("pwned*"))
+    assert list(evil_dir.iterdir()) == []
+
+
+def test_parallel_hosts_overlap_across_hosts_never_within(server, tmp_path) -> None:
+    second = SshServer(tmp_path / "second").setup().start()
+    try:
+        targets = [
+            remote(server, tmp_path, name="h1"),
+            remote(second, tmp_path, name="h2"),
+        ]
+        path = suite(tmp_path, targets, [TRAIN, INFER])
+        done, run_dir = run(tmp_path, path, "--parallel-hosts", "2")
+    finally:
+        second.stop()
+    assert done.returncode == 0, done.stderr
+    cells = load_cells(run_dir)
+    spans = {
+        t: sorted((_t(r.started_at), _t(r.finished_at)) for r in rows.itertuples())
+        for t, rows in cells.groupby("target")
+    }
+    for t, intervals in spans.items():
+        for (_, end), (start, _) in itertools.pairwise(intervals):
+            assert start >= end, f"two cells overlapped on host {t}"
+    (a0, a1), (b0, b1) = spans["h1"][0], spans["h2"][0]
+    assert a0 < b1 and b0 < a1  # the first cells of the two hosts ran at the same time
+
+
+def _t(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_ssh_suite_errors_are_located(write_suite) -> None:
+    path = write_suite(
+        textwrap.dedent("""
+        name: s
+        targets:
+          - {name: r, kind: ssh, host: h, port: 70000}
+        workloads: [{name: t, kind: train_step}]
+    """)
+    )
+    done = bench_cli("validate", str(path))
+    assert done.returncode == 2
+    assert ":3: targets[0].port:" in done.stderr
+
+
+def test_free_port_is_unused() -> None:
+    port = free_port()
+    assert 0 < port < 65536
