@@ -93,7 +93,8 @@ def run(suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int)
     if run_id is not None and not re.match(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
-    store = results.ResultStore(results_dir, spec.name, run_id or new_run_id())
+    run_id = run_id or new_run_id(results_dir / spec.name)
+    store = results.ResultStore(results_dir, spec.name, run_id)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with RichObserver(err) as observer:
         summary = Runner(spec, store, observer).run(str(suite), parallel_hosts)

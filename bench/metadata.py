@@ -50,9 +50,14 @@ def now_iso(timespec: str = "seconds") -> str:
     return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
-def new_run_id() -> str:
-    """A sortable, unique-enough run id: UTC timestamp to the second."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+def new_run_id(suite_dir: Path) -> str:
+    """A sortable run id, the UTC time to the second, suffixed if that run already exists."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = stamp, 1
+    while (suite_dir / candidate).exists():
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
 
 
 def controller() -> dict[str, Any]:

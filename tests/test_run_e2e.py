@@ -294,3 +294,12 @@ def test_validate_targets_summary_and_help(tiny_run) -> None:
         done = bench_cli(*command, "--help")
         assert done.returncode == 0 and "Usage:" in done.stdout
     assert bench_cli("summary", "/nonexistent").returncode == 2
+
+
+def test_default_run_ids_never_collide(tmp_path: Path) -> None:
+    from bench.metadata import new_run_id
+
+    first = new_run_id(tmp_path)
+    (tmp_path / first).mkdir()
+    second = new_run_id(tmp_path)
+    assert second != first  # suffixed ("-2") within the same second
