@@ -38,6 +38,7 @@ system_packages() {
     if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
         apt_install openssh-server openssh-client
     fi
+    command -v ip >/dev/null 2>&1 || apt_install iproute2  # network namespaces as test hosts
 }
 
 virtualenv() {

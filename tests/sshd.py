@@ -11,6 +11,7 @@ import getpass
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class SshServer:
     port: int = field(default_factory=free_port)
     user: str = field(default_factory=getpass.getuser)
     proc: subprocess.Popen | None = None
+    netns: str | None = None  # run sshd inside this network namespace
 
     @property
     def client_key(self) -> Path:
@@ -77,7 +79,8 @@ class SshServer:
         keygen(self.client_key)
         (self.dir / "authorized_keys").write_text((self.dir / "client_key.pub").read_text())
         host_pub = " ".join((self.dir / "host_key.pub").read_text().split()[:2])
-        self.known_hosts.write_text(f"[{self.host}]:{self.port} {host_pub}\n")
+        entry = self.host if self.port == 22 else f"[{self.host}]:{self.port}"  # OpenSSH's form
+        self.known_hosts.write_text(f"{entry} {host_pub}\n")
         config = CONFIG.format(port=self.port, host=self.host, dir=self.dir)
         (self.dir / "sshd_config").write_text(config)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
@@ -85,8 +88,9 @@ class SshServer:
 
     def start(self) -> SshServer:
         """Start sshd and wait until it accepts connections."""
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+            [*prefix, SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -127,3 +131,44 @@ def _yaml(value: object) -> str:
     import json
 
     return json.dumps(value) if isinstance(value, str | dict) else str(value)
+
+
+@dataclass
+class Netns:
+    """A network namespace joined to this host by a veth pair: a separate host with its own
+    address (10.231.N.2) for tests that need two machines. Only ever reached from this host."""
+
+    name: str
+    host_ip: str
+    ns_ip: str
+
+    @classmethod
+    def create(cls) -> Netns | None:
+        """A new namespace, or None where this machine cannot make one (not root, no iproute2)."""
+        tag = uuid.uuid4().hex[:6]
+        subnet = int(tag[:2], 16)
+        ns = cls(f"bench-{tag}", f"10.231.{subnet}.1", f"10.231.{subnet}.2")
+        veth, peer = f"bv{tag}a", f"bv{tag}b"
+        steps = [
+            ["ip", "netns", "add", ns.name],
+            ["ip", "link", "add", veth, "type", "veth", "peer", "name", peer],
+            ["ip", "link", "set", peer, "netns", ns.name],
+            ["ip", "addr", "add", f"{ns.host_ip}/30", "dev", veth],
+            ["ip", "link", "set", veth, "up"],
+            ["ip", "netns", "exec", ns.name, "ip", "addr", "add", f"{ns.ns_ip}/30", "dev", peer],
+            ["ip", "netns", "exec", ns.name, "ip", "link", "set", peer, "up"],
+            ["ip", "netns", "exec", ns.name, "ip", "link", "set", "lo", "up"],
+        ]
+        for step in steps:
+            try:
+                done = subprocess.run(step, capture_output=True, timeout=10, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                done = None
+            if done is None or done.returncode != 0:
+                ns.delete()
+                return None
+        return ns
+
+    def delete(self) -> None:
+        """Remove the namespace (its end of the veth pair, and so the pair, goes with it)."""
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)

@@ -17,7 +17,7 @@ import pytest
 
 from bench.results import load, load_cells, load_manifest
 from tests.conftest import REPO, bench_cli
-from tests.sshd import SshServer, free_port, keygen
+from tests.sshd import Netns, SshServer, free_port, keygen
 
 pytestmark = [
     pytest.mark.e2e,
@@ -254,17 +254,26 @@ def test_suite_values_cannot_inject_commands(server, tmp_path) -> None:
     assert list(evil_dir.iterdir()) == []
 
 
-def test_parallel_hosts_overlap_across_hosts_never_within(server, tmp_path) -> None:
-    second = SshServer(tmp_path / "second").setup().start()
+@pytest.fixture
+def second_host(tmp_path: Path):
+    """A second SSH host: inside a network namespace with its own address where this machine
+    allows one, else a second server on another loopback port."""
+    ns = Netns.create()
+    if ns is None:
+        server = SshServer(tmp_path / "second")
+    else:
+        server = SshServer(tmp_path / "second", host=ns.ns_ip, port=22, netns=ns.name)
     try:
-        targets = [
-            remote(server, tmp_path, name="h1"),
-            remote(second, tmp_path, name="h2"),
-        ]
-        path = suite(tmp_path, targets, [TRAIN, INFER])
-        done, run_dir = run(tmp_path, path, "--parallel-hosts", "2")
+        yield server.setup().start()
     finally:
-        second.stop()
+        server.stop()
+        if ns is not None:
+            ns.delete()
+
+
+def test_parallel_hosts_overlap_across_hosts_never_within(server, second_host, tmp_path) -> None:
+    targets = [remote(server, tmp_path, name="h1"), remote(second_host, tmp_path, name="h2")]
+    done, run_dir = run(tmp_path, suite(tmp_path, targets, [TRAIN, INFER]), "--parallel-hosts", "2")
     assert done.returncode == 0, done.stderr
     cells = load_cells(run_dir)
     spans = {

@@ -55,3 +55,18 @@ def test_empty_input() -> None:
 )
 def test_units_are_scaled(value: float, unit: str, text: str) -> None:
     assert fmt(value, unit) == text
+
+
+def test_hardware_note_only_when_targets_differ() -> None:
+    from bench.report.console import hardware_note
+
+    box = {"cpu_model": "Xeon", "cores": {"logical": 2}, "memory_bytes": 2**34, "python": "3.11"}
+    same = {"targets": {"a": {"fingerprint": box}, "b": {"fingerprint": {**box, "python": "3.12"}}}}
+    assert hardware_note(same) is None  # software differences are not hardware
+    other = {**box, "cpu_model": "EPYC", "gpu_names": ["H100"]}
+    differ = {"targets": {"a": {"fingerprint": box}, "b": {"fingerprint": other}}}
+    note = hardware_note(differ)
+    assert note is not None and "different hardware" in note
+    assert "a: Xeon, 2 cores, 16 GiB" in note and "b: EPYC, 2 cores, 16 GiB, GPUs: H100" in note
+    failed = {"targets": {"a": {"fingerprint": box}, "b": {"fingerprint_error": "down"}}}
+    assert hardware_note(failed) is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -48,9 +51,55 @@ def failures_table(cells: pd.DataFrame) -> Table | None:
     return table
 
 
-def print_summary(console: Console, samples: pd.DataFrame, cells: pd.DataFrame, title: str) -> None:
-    """Summary table, then failures if any."""
+HARDWARE_KEYS = ("cpu_model", "cores", "memory_bytes", "gpu_names")
+
+
+def hardware(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a fingerprint that describe the machine rather than its software."""
+    return {key: fingerprint.get(key) for key in HARDWARE_KEYS}
+
+
+def _describe(hw: dict[str, Any]) -> str:
+    cores = hw.get("cores")
+    logical = cores.get("logical") if isinstance(cores, dict) else cores
+    memory = hw.get("memory_bytes")
+    text = f"{hw.get('cpu_model') or 'unknown CPU'}, {logical or '?'} cores"
+    text += f", {memory / 2**30:.0f} GiB" if isinstance(memory, int | float) else ""
+    gpus = hw.get("gpu_names")
+    return text + (f", GPUs: {', '.join(gpus)}" if gpus else "")
+
+
+def hardware_note(manifest: dict[str, Any]) -> str | None:
+    """A warning when the targets of a run did not run on the same hardware, else None.
+
+    Comparing targets on different machines measures the machines as much as the isolation;
+    the numbers are still stored, but the reader has to know.
+    """
+    seen = {
+        name: hardware(entry["fingerprint"])
+        for name, entry in manifest.get("targets", {}).items()
+        if "fingerprint" in entry
+    }
+    if len({json.dumps(hw, sort_keys=True) for hw in seen.values()}) <= 1:
+        return None
+    lines = [f"  {name}: {_describe(hw)}" for name, hw in seen.items()]
+    return "note: targets ran on different hardware; differences include the machines:\n" + (
+        "\n".join(lines)
+    )
+
+
+def print_summary(
+    console: Console,
+    samples: pd.DataFrame,
+    cells: pd.DataFrame,
+    title: str,
+    manifest: dict[str, Any] | None = None,
+) -> None:
+    """Summary table, failures if any, and a note when targets differ in hardware."""
     console.print(summary_table(samples, title))
     failures = failures_table(cells)
     if failures is not None:
         console.print(failures)
+    note = hardware_note(manifest or {})
+    if note:
+        console.print(note, style="yellow", highlight=False)
