@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import TargetError
 from bench.results import load, load_cells, load_manifest
+from bench.targets.sshconn import Endpoint, connect
 from tests.conftest import REPO, bench_cli
 from tests.sshd import Netns, SshServer, free_port, keygen
 
@@ -308,3 +310,31 @@ def test_ssh_suite_errors_are_located(write_suite) -> None:
 def test_free_port_is_unused() -> None:
     port = free_port()
     assert 0 < port < 65536
+
+
+def _endpoint(server: SshServer, **changes) -> Endpoint:
+    fields = dict(
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        key=str(server.client_key),
+        password=None,
+        known_hosts=server.known_hosts,
+        host_key="strict",
+        timeout_s=5,
+        retries=2,
+    )
+    return Endpoint(**{**fields, **changes})
+
+
+def test_only_connection_failures_are_retried(server, tmp_path) -> None:
+    naps: list[float] = []
+    with pytest.raises(TargetError, match="connection refused"):
+        connect(_endpoint(server, port=free_port()), sleep=naps.append)
+    assert len(naps) == 2  # retried twice, with backoff
+    naps.clear()
+    with pytest.raises(TargetError, match="authentication failed"):
+        connect(_endpoint(server, key=str(keygen(tmp_path / "k"))), sleep=naps.append)
+    assert naps == []  # an authentication failure is final
+    client = connect(_endpoint(server), sleep=naps.append)
+    client.close()
