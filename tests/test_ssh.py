@@ -87,13 +87,7 @@ def test_local_and_ssh_produce_the_same_metrics(server, remote_dir, tmp_path) ->
 
 def test_package_is_uploaded_once_per_run(server, remote_dir, tmp_path) -> None:
     path = suite(tmp_path, [remote(server, remote_dir)], [TRAIN], reps=2)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "r")],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run(tmp_path, path)
     seen: set[str] = set()
     while proc.poll() is None:  # watch the remote run directory while the run goes on
         seen |= {p.name for p in remote_dir.glob("bench-*/workloads-*") if p.is_dir()}
@@ -101,6 +95,22 @@ def test_package_is_uploaded_once_per_run(server, remote_dir, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr.read()
     assert len(seen) == 1  # one content-hashed package directory for every cell
     assert list(remote_dir.iterdir()) == []
+
+
+def start_run(tmp_path: Path, path: Path) -> subprocess.Popen:
+    """``bench run`` in the background, for tests that act while it runs."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "run",
+        str(path),
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def failing_run(tmp_path: Path, target: str) -> tuple[str, Path]:
@@ -170,13 +180,7 @@ def test_torch_missing_on_remote(server, remote_dir, tmp_path) -> None:
 def test_worker_killed_mid_run(server, remote_dir, tmp_path) -> None:
     long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
     path = suite(tmp_path, [remote(server, remote_dir)], [long, TRAIN])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "r")],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run(tmp_path, path)
     pid = _wait_for_worker(remote_dir, proc)
     time.sleep(1.0)
     os.kill(pid, signal.SIGKILL)
@@ -191,13 +195,7 @@ def test_worker_killed_mid_run(server, remote_dir, tmp_path) -> None:
 def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
     long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
     path = suite(tmp_path, [remote(server, remote_dir)], [long])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "r")],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run(tmp_path, path)
     pid = _wait_for_worker(remote_dir, proc)
     time.sleep(1.0)
     session = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
