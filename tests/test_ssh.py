@@ -192,6 +192,17 @@ def test_worker_killed_mid_run(server, remote_dir, tmp_path) -> None:
     assert list(remote_dir.iterdir()) == []
 
 
+def test_ctrl_c_stops_the_remote_worker_and_removes_the_run_dir(server, remote_dir, tmp_path):
+    long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
+    proc = start_run(tmp_path, suite(tmp_path, [remote(server, remote_dir)], [long]))
+    pid = _wait_for_worker(remote_dir, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert not _alive(pid)
+    assert list(remote_dir.iterdir()) == []
+
+
 def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
     long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
     path = suite(tmp_path, [remote(server, remote_dir)], [long])
