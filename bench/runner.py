@@ -18,7 +18,7 @@ from bench import interrupts, metadata
 from bench.errors import BenchError, Interrupted, WorkerError
 from bench.plan import Cell, build_plan
 from bench.results import CellRecord, ResultStore, Sample
-from bench.suite import Suite
+from bench.suite import Suite, WorkloadBase
 from bench.targets import registry
 from bench.targets.base import Measurement, StartupClock, Target
 
@@ -177,7 +177,7 @@ class Runner:
         workload = self.suite.workload(cell.workload)
         started_at, start = metadata.now_iso("milliseconds"), time.monotonic()
         self.observer.cell_started(cell)
-        outcome = self._deploy(cell, target, _spec(self.suite, cell))
+        outcome = self._deploy(cell, target, workload)
         record = _record(cell, target, workload.kind, outcome, started_at, start)
         samples = _samples(self.store.run_id, record, outcome)
         raw = {"cell": record.slug, **outcome.result.get("raw", {})}
@@ -186,14 +186,14 @@ class Runner:
             self.observer.cell_finished(cell, record)
         return record
 
-    def _deploy(self, cell: Cell, target: Target, spec: dict[str, Any]) -> Outcome:
+    def _deploy(self, cell: Cell, target: Target, workload: WorkloadBase) -> Outcome:
         outcome = Outcome()
-        timeout = self.suite.workload(cell.workload).timeout_s
+        spec = _spec(workload, self.suite.seed + cell.repetition)
         try:
             with target.deploy(spec, self.store.run_id) as deployment:
                 outcome.clock.mark("provision")
                 self.observer.cell_phase(cell, "provisioned")
-                deadline = time.monotonic() + timeout
+                deadline = time.monotonic() + workload.timeout_s
                 for event in deployment.events(deadline, self.cancel):
                     self._on_event(cell, event, outcome)
                 outcome.host = deployment.host_measurements()
@@ -212,11 +212,10 @@ class Runner:
             outcome.result = event
 
 
-def _spec(suite: Suite, cell: Cell) -> dict[str, Any]:
-    """What the worker is told: the workload's options and a per-repetition seed."""
-    workload = suite.workload(cell.workload).model_dump(mode="json")
-    workload.pop("timeout_s", None)
-    return {"workload": workload, "seed": suite.seed + cell.repetition, "progress_every_s": 0.5}
+def _spec(workload: WorkloadBase, seed: int) -> dict[str, Any]:
+    """What the worker is told: the workload's options (less the controller's timeout), a seed."""
+    options = workload.model_dump(mode="json", exclude={"timeout_s"})
+    return {"workload": options, "seed": seed, "progress_every_s": 0.5}
 
 
 def _record(

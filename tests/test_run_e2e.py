@@ -53,6 +53,11 @@ COMMON = {
 GPU = {"gpu.util_mean_pct", "gpu.util_max_pct", "gpu.mem_peak_bytes", "gpu.power_mean_w"}
 
 
+def run_dir_of(done: subprocess.CompletedProcess[str]) -> Path:
+    """The run directory ``bench run`` printed as its last stdout line."""
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
     root = tmp_path_factory.mktemp("e2e")
@@ -71,7 +76,7 @@ def test_run_succeeds_and_prints_run_dir_last(tiny_run) -> None:
 
 
 def test_every_workload_reports_its_metrics(tiny_run) -> None:
-    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(tiny_run[0])
     df = load(run_dir)
     assert set(df["repetition"]) == {0, 1}
     assert (df["value"] > 0).all()  # nothing unmeasured is stored as zero
@@ -83,7 +88,7 @@ def test_every_workload_reports_its_metrics(tiny_run) -> None:
 
 
 def test_startup_phases_add_up(tiny_run) -> None:
-    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(tiny_run[0])
     df = load(run_dir).pivot_table(index="cell", columns="metric", values="value")
     parts = df["startup.provision_s"] + df["startup.ready_s"] + df["startup.first_step_s"]
     assert ((parts - df["startup.total_s"]).abs() < 1e-6).all()
@@ -91,7 +96,7 @@ def test_startup_phases_add_up(tiny_run) -> None:
 
 
 def test_cells_record_absent_metrics_with_reasons(tiny_run) -> None:
-    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(tiny_run[0])
     cells = load_cells(run_dir)
     assert len(cells) == 6 and (cells["status"] == "ok").all()
     for info in cells[cells.workload == "load"]["info"]:  # inside the deployment's directory
@@ -102,7 +107,7 @@ def test_cells_record_absent_metrics_with_reasons(tiny_run) -> None:
 
 
 def test_manifest_and_raw_arrays(tiny_run) -> None:
-    run_dir = Path(tiny_run[0].stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(tiny_run[0])
     manifest = load_manifest(run_dir)
     assert manifest["status"] == "complete"
     assert manifest["suite"]["name"] == "tiny"
@@ -131,7 +136,7 @@ def test_failed_cells_are_recorded_and_the_run_goes_on(write_suite, tmp_path: Pa
     """)
     done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"))
     assert done.returncode == 1, done.stderr
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(done)
     cells = load_cells(run_dir).set_index("target")
     assert cells.loc["good", "status"] == "ok"
     assert "exited (status 3)" in cells.loc["crash", "error"]
@@ -155,7 +160,7 @@ def test_cell_timeout_fails_the_cell_and_stops_the_worker(write_suite, tmp_path:
     run_id = f"tmo{uuid.uuid4().hex[:8]}"
     done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), "--run-id", run_id)
     assert done.returncode == 1
-    cells = load_cells(Path(done.stdout.strip().splitlines()[-1]))
+    cells = load_cells(run_dir_of(done))
     assert "timed out" in cells.iloc[0]["error"]
     assert not _worker_pids(run_id)
 
@@ -172,7 +177,7 @@ def test_worker_error_event_is_reported(write_suite, tmp_path: Path) -> None:
         pytest.skip("this machine has a GPU; the CUDA-missing path cannot be exercised")
     done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"))
     assert done.returncode == 1
-    cells = load_cells(Path(done.stdout.strip().splitlines()[-1]))
+    cells = load_cells(run_dir_of(done))
     assert "CUDA" in cells.iloc[0]["error"]
 
 

@@ -39,6 +39,12 @@ class Measurement:
     reason: str | None = None
 
 
+def bare_metal_overhead() -> Measurement:
+    """``mem.overhead_bytes`` of a target with no isolation layer: absent, with the reason."""
+    reason = "bare-metal target: no isolation layer between the host and the worker"
+    return Measurement("mem.overhead_bytes", "bytes", reason=reason)
+
+
 class Deployment(Protocol):
     """A running worker on a target, from provisioned to removed."""
 

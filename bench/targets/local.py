@@ -24,10 +24,8 @@ from bench import interrupts
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import worker
-from bench.targets.base import Measurement, TargetConfig
+from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.stream import EventStream
-
-NO_ISOLATION = "bare-metal target: no isolation layer between the host and the worker"
 
 
 class LocalTargetConfig(TargetConfig):
@@ -60,7 +58,7 @@ class LocalDeployment:
         only restate how DataLoader processes share pages; it is recorded as absent instead.
         """
         self.sampler.stop()
-        overhead = Measurement("mem.overhead_bytes", "bytes", reason=NO_ISOLATION)
+        overhead = bare_metal_overhead()
         if self.sampler.peak is None:
             reason = "no memory samples collected (the worker exited too quickly)"
             return [Measurement("mem.host_bytes", "bytes", reason=reason), overhead]

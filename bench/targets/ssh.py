@@ -26,13 +26,12 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr
 
 from bench import interrupts
 from bench.errors import TargetError, WorkerError
-from bench.targets import package
-from bench.targets.base import Measurement, TargetConfig
+from bench.targets import package, worker
+from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.sshconn import Endpoint, connect
 from bench.targets.stream import EventStream
 
 REMOTE_HOST_MEMORY = "remote host: the controller does not probe a remote host's memory"
-NO_ISOLATION = "bare-metal target: no isolation layer between the host and the worker"
 EXTRACT = (
     "import sys, tarfile; t = tarfile.open(sys.argv[1]); "
     "t.extractall(sys.argv[2], **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))"
@@ -116,7 +115,7 @@ class SshDeployment:
         """Nothing is probed on a remote host; say so instead of reporting zeros."""
         return [
             Measurement("mem.host_bytes", "bytes", reason=REMOTE_HOST_MEMORY),
-            Measurement("mem.overhead_bytes", "bytes", reason=NO_ISOLATION),
+            bare_metal_overhead(),
         ]
 
     def stop_worker(self) -> bool:
@@ -237,7 +236,9 @@ class SshTarget:
             last = output.strip().splitlines()[-1:] or ["?"]
             raise TargetError(f"{self.label}: remote python {python!r} failed: {last[0]}")
 
-    def _upload(self, client: paramiko.SSHClient, run_dir: str, pkg_dir: str, pkg: Any) -> None:
+    def _upload(
+        self, client: paramiko.SSHClient, run_dir: str, pkg_dir: str, pkg: package.Package
+    ) -> None:
         archive = pkg_dir + ".tar.gz"
         status, output = execute(client, f"mkdir -p -m 700 {q(run_dir)}")
         if status != 0:
@@ -266,32 +267,28 @@ class SshTarget:
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The remote environment, from the worker's own fingerprint mode."""
-        from bench.targets.worker import fingerprint_args, parse_fingerprint
-
         client = self._connect()
         try:
             pkg_dir = self._prepare(client, run_id)
             cell_dir = posixpath.join(self.run_dir(run_id), "fingerprint")
-            command = self._command(pkg_dir, cell_dir, fingerprint_args(self.config.python))
+            command = self._command(pkg_dir, cell_dir, worker.fingerprint_args(self.config.python))
             status, output = execute(client, command)
             if status != 0:
                 last = output.strip().splitlines()[-1:] or ["?"]
                 raise TargetError(f"{self.label}: fingerprint failed: {last[0]}")
-            return parse_fingerprint(output, self.label)
+            return worker.parse_fingerprint(output, self.label)
         finally:
             client.close()
 
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
         """Open a fresh session and start the worker; leaving stops it and removes its files."""
-        from bench.targets.worker import run_args
-
         client = self._connect()
         deployment: SshDeployment | None = None
         cell_dir = posixpath.join(self.run_dir(run_id), f"cell-{uuid.uuid4().hex[:12]}")
         try:
             pkg_dir = self._prepare(client, run_id)
-            command = self._command(pkg_dir, cell_dir, run_args(self.config.python))
+            command = self._command(pkg_dir, cell_dir, worker.run_args(self.config.python))
             channel = _start(client, command, spec, self.label)
             deployment = SshDeployment(client, channel, self.label, self.config.python)
             yield deployment
