@@ -39,6 +39,31 @@ system_packages() {
         apt_install openssh-server openssh-client
     fi
     command -v ip >/dev/null 2>&1 || apt_install iproute2  # network namespaces as test hosts
+    # The container target: Debian's Docker engine, and debootstrap for the offline base image
+    # (no registry is needed: bench build makes the base from the Debian mirror apt uses).
+    command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+}
+
+docker_running() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+docker_engine() {
+    # Start the engine when it is not answering: systemd where it runs, else dockerd directly
+    # (containers and minimal machines have no init system to ask).
+    docker_running && return 0
+    log "starting the Docker engine"
+    if [ -d /run/systemd/system ]; then
+        systemctl start docker || true
+    fi
+    if ! docker_running; then
+        nohup dockerd >/var/log/bench-dockerd.log 2>&1 </dev/null &
+    fi
+    for _ in $(seq 60); do
+        docker_running && return 0
+        sleep 1
+    done
+    log "the Docker engine did not start; see /var/log/bench-dockerd.log"
+    exit 1
 }
 
 virtualenv() {
@@ -61,6 +86,7 @@ virtualenv() {
 
 setup() {
     system_packages
+    docker_engine
     virtualenv
 }
 
@@ -75,6 +101,8 @@ case "$cmd" in
         ;;
     test)
         setup
+        # A static busybox makes the tiny images the container-probe tests run.
+        apt_install busybox-static
         log "ruff check and format check"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

@@ -140,6 +140,62 @@ def validate(suite: Path) -> None:
 
 
 @main.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@translate
+def build(suite: Path) -> None:
+    """Build the matched artefacts SUITE's targets ask for (build: true): the wheelhouse, the
+    bare-metal venv and the container image. Optional: bench run builds what is missing."""
+    from bench.build.builder import Builder
+
+    spec = load_suite(suite)
+    builder = Builder(
+        spec.build, note=lambda m: err.print(f"· {m}", highlight=False, soft_wrap=True)
+    )
+    wanted = [t for t in spec.targets if getattr(t, "build", False)]
+    if not wanted:
+        out.print(f"{suite}: no target has build: true; nothing to build", highlight=False)
+        return
+    for config in wanted:
+        made = registry.make_target(config).prepare(builder)
+        out.print(f"{config.name}: {_describe_artefacts(made)}", highlight=False)
+    wheels = builder.record().get("wheelhouse", {})
+    if wheels:
+        out.print(f"wheelhouse: {wheels['path']} ({len(wheels['files'])} wheels)", highlight=False)
+
+
+def _describe_artefacts(made: dict[str, Any]) -> str:
+    image = made.get("image")
+    if isinstance(image, dict):
+        return f"image {image.get('tag') or image.get('ref')} ({str(image.get('id'))[:19]})"
+    return f"python {made.get('python')}"
+
+
+@main.command()
+@click.option("--docker-host", help="Engine to clean (default: $DOCKER_HOST or the local socket).")
+@click.option("--all", "everything", is_flag=True, help="Also remove containers of live runs.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@translate
+def gc(docker_host: str | None, everything: bool, dry_run: bool) -> None:
+    """Remove containers that runs left behind (e.g. after the controller was killed).
+
+    Only containers labelled by bench are touched, and by default only those whose controller
+    process is no longer running on this host.
+    """
+    from bench import gc as collector
+    from bench.targets.dockerclient import connect
+
+    engine = connect(docker_host)
+    try:
+        removed = collector.containers(engine.control, everything=everything, dry_run=dry_run)
+    finally:
+        engine.close()
+    verb = "would remove" if dry_run else "removed"
+    for line in removed:
+        out.print(f"{verb} {line}", highlight=False)
+    out.print(f"{verb} {len(removed)} container(s)", highlight=False)
+
+
+@main.command()
 def targets() -> None:
     """List the target kinds this build can deploy to."""
     for kind in registry.describe():

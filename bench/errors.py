@@ -44,6 +44,10 @@ class TargetError(BenchError):
     """A target could not be deployed to or reached (the cell fails, the run goes on)."""
 
 
+class BuildError(BenchError):
+    """A matched artefact (wheelhouse, venv, base system, image) could not be built."""
+
+
 class WorkerError(BenchError):
     """The worker on a target failed: crashed, timed out, or reported an error."""
 

@@ -68,3 +68,7 @@ class RichObserver(Observer):
             self.progress.update(task, description=f"{name} [red]✗ failed")
         if self.overall is not None:
             self.progress.advance(self.overall)
+
+    def note(self, message: str) -> None:
+        """A preparation step (building, pulling) printed above the bars."""
+        self.progress.console.print(f"[dim]·[/] {message}", highlight=False, soft_wrap=True)

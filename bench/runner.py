@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bench import interrupts, metadata
+from bench.build.builder import Builder
 from bench.errors import BenchError, Interrupted, WorkerError
 from bench.plan import Cell, build_plan
 from bench.results import CellRecord, ResultStore, Sample
@@ -33,6 +34,7 @@ class Observer(Protocol):
     def cell_phase(self, cell: Cell, phase: str) -> None: ...
     def cell_progress(self, cell: Cell, done: int, total: int) -> None: ...
     def cell_finished(self, cell: Cell, record: CellRecord) -> None: ...
+    def note(self, message: str) -> None: ...
 
 
 class NullObserver:
@@ -51,6 +53,9 @@ class NullObserver:
         """Ignored."""
 
     def cell_finished(self, cell: Cell, record: CellRecord) -> None:
+        """Ignored."""
+
+    def note(self, message: str) -> None:
         """Ignored."""
 
 
@@ -88,14 +93,19 @@ class Runner:
         self.observer = observer or NullObserver()
         self.targets = {t.name: make_target(t) for t in suite.targets}
         self.plan = build_plan(suite)
+        self.builder = Builder(suite.build, note=self.observer.note)
         self.cancel = threading.Event()
         self._lock = threading.Lock()
+        self._unprepared: dict[str, BenchError] = {}
 
     def run(self, suite_path: str = "", parallel_hosts: int = 1) -> RunSummary:
         """Fingerprint, execute every cell, clean the targets up, and finalise the manifest."""
         self.store.create(self._manifest(suite_path))
         try:
-            self.store.update_manifest(targets=self._fingerprints())
+            targets = self._prepare()
+            self.store.update_manifest(targets=targets, build=self.builder.record())
+            self._fingerprints(targets)
+            self.store.update_manifest(targets=targets)
             self.observer.run_started(self.plan)
             if parallel_hosts > 1:
                 failed = self._execute_parallel(parallel_hosts)
@@ -160,17 +170,32 @@ class Runner:
             "plan": [c.to_dict() for c in self.plan],
         }
 
-    def _fingerprints(self) -> dict[str, Any]:
-        """Each target's environment; a failure is recorded, the target's cells still run."""
+    def _prepare(self) -> dict[str, Any]:
+        """Build or pull what each target needs, before any clock starts.
+
+        A target that cannot be prepared is recorded; its cells fail with that reason and the
+        other targets still run.
+        """
         out: dict[str, Any] = {}
         for name, target in self.targets.items():
             entry: dict[str, Any] = {"kind": target.config.kind}
             try:
-                entry["fingerprint"] = target.fingerprint(self.store.run_id)
+                entry["artefacts"] = target.prepare(self.builder)
             except BenchError as exc:
-                entry["fingerprint_error"] = exc.one_line()
+                self._unprepared[name] = exc
+                entry["prepare_error"] = exc.one_line()
             out[name] = entry
         return out
+
+    def _fingerprints(self, entries: dict[str, Any]) -> None:
+        """Each prepared target's environment; a failure is recorded, its cells still run."""
+        for name, target in self.targets.items():
+            if name in self._unprepared:
+                continue
+            try:
+                entries[name]["fingerprint"] = target.fingerprint(self.store.run_id)
+            except BenchError as exc:
+                entries[name]["fingerprint_error"] = exc.one_line()
 
     def _run_cell(self, cell: Cell) -> CellRecord:
         target = self.targets[cell.target]
@@ -188,6 +213,9 @@ class Runner:
 
     def _deploy(self, cell: Cell, target: Target, workload: WorkloadBase) -> Outcome:
         outcome = Outcome()
+        if cell.target in self._unprepared:
+            outcome.error = self._unprepared[cell.target]
+            return outcome
         spec = _spec(workload, self.suite.seed + cell.repetition)
         try:
             with target.deploy(spec, self.store.run_id) as deployment:
@@ -196,7 +224,7 @@ class Runner:
                 deadline = time.monotonic() + workload.timeout_s
                 for event in deployment.events(deadline, self.cancel):
                     self._on_event(cell, event, outcome)
-                outcome.host = deployment.host_measurements()
+                outcome.host = _with_overhead(deployment.host_measurements(), outcome.result)
         except BenchError as exc:
             outcome.error = exc
         return outcome
@@ -216,6 +244,21 @@ def _spec(workload: WorkloadBase, seed: int) -> dict[str, Any]:
     """What the worker is told: the workload's options (less the controller's timeout), a seed."""
     options = workload.model_dump(mode="json", exclude={"timeout_s"})
     return {"workload": options, "seed": seed, "progress_every_s": 0.5}
+
+
+def _with_overhead(host: list[Measurement], result: dict[str, Any]) -> list[Measurement]:
+    """Add ``mem.overhead_bytes`` = host bytes - the worker's own peak, unless the target
+    already said why it has none (bare metal) or either side is missing."""
+    if any(m.metric == "mem.overhead_bytes" for m in host):
+        return host
+    spent = next((m for m in host if m.metric == "mem.host_bytes"), None)
+    if spent is None:
+        return host
+    inside = result.get("metrics", {}).get("mem.rss_peak_bytes", {}).get("value")
+    if spent.value is None or inside is None:
+        reason = spent.reason if spent.value is None else "the worker's peak RSS was not measured"
+        return [*host, Measurement("mem.overhead_bytes", "bytes", reason=reason)]
+    return [*host, Measurement("mem.overhead_bytes", "bytes", value=spent.value - float(inside))]
 
 
 def _record(

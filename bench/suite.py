@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from bench.build.config import BuildConfig
 from bench.errors import SuiteError
 from bench.names import Name
 from bench.targets import registry
@@ -111,6 +112,7 @@ class Suite(BaseModel):
     )
     targets: list[Any] = Field(min_length=1)
     workloads: list[Workload] = Field(min_length=1)
+    build: BuildConfig = BuildConfig()
 
     def target(self, name: str) -> TargetConfig:
         """The target config called ``name``."""

@@ -1,7 +1,7 @@
 """Helpers shared by every workload kind.
 
 torch is imported inside the functions that need it, so the helpers that do
-not (percentiles, CPU time, peak RSS, progress) stay usable from code that
+not (percentiles, CPU time, progress) stay usable from code that
 must not pay for, or may not have, a torch import.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -103,16 +102,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return percentile(values, 50.0)
-
-
-def peak_rss_bytes() -> int | None:
-    """Peak resident set size of this process, or None where unknown."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
 def _child_pids() -> list[int]:

@@ -132,6 +132,49 @@ def virtualization() -> dict[str, Any]:
     }
 
 
+UNLIMITED_V1 = 1 << 62  # cgroup v1 writes "no limit" as a huge page-aligned number
+
+
+def _cgroup_file(controller: str, name: str) -> str | None:
+    """Contents of a cgroup file of this process (v2, else v1 ``controller``), or None.
+
+    Inside a container the cgroup is mounted as the root, so the process's own path from
+    /proc/self/cgroup does not exist there; the mount root is then this process's cgroup.
+    """
+    paths: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in _read("/proc/self/cgroup").splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                paths += [f"/sys/fs/cgroup{path}/{name}", f"/sys/fs/cgroup/{name}"]
+            elif controller in controllers.split(","):
+                base = f"/sys/fs/cgroup/{controller}"
+                paths += [f"{base}{path}/{name.split('/')[-1]}", f"{base}/{name.split('/')[-1]}"]
+    for path in paths:
+        with contextlib.suppress(OSError):
+            return _read(path).strip()
+    return None
+
+
+def cgroup_limits() -> dict[str, Any]:
+    """CPU and memory limits as the worker sees them (what a container's limits really are)."""
+    cpus = None
+    v2 = _cgroup_file("cpu", "cpu.max")
+    if v2 is not None and " " in v2:
+        quota, period = v2.split()[:2]
+        cpus = None if quota == "max" else int(quota) / int(period)
+    else:
+        quota = _cgroup_file("cpu", "cpu.cfs_quota_us")
+        period = _cgroup_file("cpu", "cpu.cfs_period_us")
+        if quota and period and int(quota) > 0:
+            cpus = int(quota) / int(period)
+    memory = _cgroup_file("memory", "memory.max")
+    if memory is None or " " in memory:
+        memory = _cgroup_file("memory", "memory.limit_in_bytes")
+    limit = None if memory in (None, "max") else int(memory)
+    return {"cpus": cpus, "memory_bytes": None if limit and limit >= UNLIMITED_V1 else limit}
+
+
 def numpy_version() -> str:
     import numpy
 
@@ -197,6 +240,7 @@ BASE_PROBES: dict[str, Callable[[], Any]] = {
     "hostname": socket.gethostname,
     "cpu_governor": cpu_governor,
     "virtualization": virtualization,
+    "cgroup_limits": cgroup_limits,
 }
 
 TORCH_PROBES: dict[str, Callable[[], Any]] = {

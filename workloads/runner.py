@@ -16,11 +16,11 @@ from typing import Any
 from workloads.common import (
     apply_threads,
     metric,
-    peak_rss_bytes,
     seed_everything,
     select_device,
 )
 from workloads.context import Context
+from workloads.memory import TreePeakSampler
 from workloads.protocol import Emit, Event, discard, make_event, start_event
 from workloads.spec import Spec, validate
 
@@ -66,18 +66,25 @@ def _base_info(spec: Spec, ctx: Context) -> dict[str, Any]:
 
 
 def execute(spec: Spec, emit: Emit) -> Event:
-    """Run ``spec``, emit its events after ``start``, and return ``result``."""
+    """Run ``spec``, emit its events after ``start``, and return ``result``.
+
+    Memory is sampled from before set-up until the kind returns, the span the host-side
+    probes watch too, so ``mem.rss_peak_bytes`` and ``mem.host_bytes`` cover the same work.
+    """
     started = time.perf_counter()
-    ctx = _context(spec, emit, started)
-    outcome = importlib.import_module(KIND_MODULES[spec.kind]).run(ctx)
+    memory = TreePeakSampler().start()
+    try:
+        ctx = _context(spec, emit, started)
+        outcome = importlib.import_module(KIND_MODULES[spec.kind]).run(ctx)
+    finally:
+        memory.stop()
     common, gpu_absent = outcome.loop.common_metrics()
     metrics = {**outcome.metrics, **common}
     absent = {**outcome.absent, **gpu_absent}
-    rss = peak_rss_bytes()
-    if rss is None:
-        absent["mem.rss_peak_bytes"] = "getrusage is not available on this platform"
+    if memory.peak is None:
+        absent["mem.rss_peak_bytes"] = memory.reason or "not measured"
     else:
-        metrics["mem.rss_peak_bytes"] = metric(rss, "bytes")
+        metrics["mem.rss_peak_bytes"] = metric(memory.peak, "bytes")
     info = _base_info(spec, ctx)
     info["measured_window_s"] = outcome.loop.window_s
     info.update(outcome.info)

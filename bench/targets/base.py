@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from bench.names import Name
+
+if TYPE_CHECKING:
+    from bench.build.builder import Builder
 
 
 class TargetConfig(BaseModel):
@@ -67,6 +70,11 @@ class Target(Protocol):
 
     def host_id(self) -> str:
         """The machine this target runs on: cells with the same id never run concurrently."""
+        ...
+
+    def prepare(self, builder: Builder) -> dict[str, Any]:
+        """Build or fetch what the target needs before any cell (off every clock); returns
+        what the manifest records about it (image id, venv path, pull time)."""
         ...
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from bench import interrupts
 from bench.errors import TargetError
@@ -27,12 +27,16 @@ from bench.targets import worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.stream import EventStream
 
+if TYPE_CHECKING:
+    from bench.build.builder import Builder
+
 
 class LocalTargetConfig(TargetConfig):
     """Suite keys of a local target."""
 
     kind: Literal["local"]
     python: str | None = None
+    build: bool = False
     env: dict[str, str] = {}
 
 
@@ -81,11 +85,21 @@ class LocalTarget:
 
     def __init__(self, config: LocalTargetConfig) -> None:
         self.config = config
+        self._matched: str | None = None
 
     @property
     def python(self) -> str:
-        """The interpreter that runs the worker."""
-        return self.config.python or sys.executable
+        """The interpreter that runs the worker: the matched venv's after ``prepare`` when
+        ``build: true``, else ``python:``, else the controller's own."""
+        return self._matched or self.config.python or sys.executable
+
+    def prepare(self, builder: Builder) -> dict[str, Any]:
+        """With ``build: true``, a venv holding exactly the wheelhouse (same bytes as images)."""
+        if not self.config.build:
+            return {"python": self.python}
+        base = self.config.python or sys.executable
+        self._matched = str(builder.venv(base))
+        return {"python": self._matched, "venv_base": base}
 
     def _env(self, workdir: str | None = None) -> dict[str, str]:
         """The worker's environment; its temporary files go under the deployment's directory,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.targets.base import Target, TargetConfig
+from bench.targets.docker import DockerTarget, DockerTargetConfig
 from bench.targets.local import LocalTarget, LocalTargetConfig
 from bench.targets.ssh import SshTarget, SshTargetConfig
 
@@ -35,6 +36,12 @@ _KINDS: dict[str, Kind] = {
         SshTargetConfig,
         SshTarget,
         "a remote host over SSH (paramiko): the worker is uploaded per run and removed after",
+    ),
+    "docker": Kind(
+        "docker",
+        DockerTargetConfig,
+        DockerTarget,
+        "a fresh container per repetition through the Docker Engine API, with resource limits",
     ),
 }
 

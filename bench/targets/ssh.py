@@ -179,6 +179,10 @@ class SshTarget:
     def label(self) -> str:
         return f"target {self.config.name!r} ({self.config.user}@{self.config.host})"
 
+    def prepare(self, builder: object) -> dict[str, Any]:
+        """Nothing to build: the host's ``python:`` runs the uploaded worker."""
+        return {"python": self.config.python}
+
     def host_id(self) -> str:
         """Cells with the same host id never run at the same time."""
         return f"{self.config.host}:{self.config.port}"

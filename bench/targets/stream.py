@@ -36,6 +36,13 @@ class EventStream:
         if stderr is not None:
             self._spawn(self._pump_stderr, stderr)
 
+    def attach_frames(self, frames: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        """Drain a demultiplexed stream of (stdout, stderr) chunks, as a container attach gives.
+
+        Chunks are not lines: they are split here, and a partial line waits for its end.
+        """
+        self._spawn(self._pump_frames, frames)  # type: ignore[arg-type]
+
     def _spawn(self, fn: Callable[[Iterable[bytes]], None], stream: Iterable[bytes]) -> None:
         thread = threading.Thread(target=fn, args=(stream,), daemon=True)
         thread.start()
@@ -49,6 +56,28 @@ class EventStream:
             pass  # the stream was closed under us during teardown
         finally:
             self._lines.put(_EOF)
+
+    def _pump_frames(self, frames: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        pending = {1: b"", 2: b""}
+        try:
+            for pair in frames:
+                for fd, chunk in zip((1, 2), pair, strict=True):
+                    if chunk:
+                        *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                        self._emit_lines(fd, lines)
+        except Exception:  # a closed stream ends the output, whatever the library raised
+            pass
+        finally:
+            self._emit_lines(1, [pending[1]] if pending[1] else [])
+            self._emit_lines(2, [pending[2]] if pending[2] else [])
+            self._lines.put(_EOF)
+
+    def _emit_lines(self, fd: int, lines: list[bytes]) -> None:
+        for line in lines:
+            if fd == 1:
+                self._lines.put(line + b"\n")
+            else:
+                self._stderr.append(line.decode(errors="replace").rstrip())
 
     def _pump_stderr(self, stream: Iterable[bytes]) -> None:
         try:

@@ -1,0 +1,492 @@
+"""``kind: docker``: a container per repetition, through the Docker Engine API (docker-py).
+
+Start-up is split the way an engine spends it: ``create`` (container created, spec and, for a
+user image, the worker package put in, output attached) and ``start``; together they are the
+``provision`` phase. A pull is timed on its own (``startup.pull_s``) before the first cell so
+that a cold image is visible instead of hidden in start-up. Every container carries the run id
+as a label and is removed on success, failure and Ctrl-C; ``bench gc`` finds any that a killed
+controller left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Annotated, Any, ClassVar, Literal
+
+import docker.errors
+import docker.types
+import docker.utils
+from docker.models.containers import Container
+from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, model_validator
+
+from bench import interrupts
+from bench.build.builder import Builder
+from bench.errors import TargetError, WorkerError
+from bench.probes.container import ContainerMemorySampler
+from bench.report.units import fmt
+from bench.targets import package, worker
+from bench.targets.base import Measurement, TargetConfig
+from bench.targets.dockerclient import DockerTls, Engine, connect, is_local, resolve_url, translated
+from bench.targets.stream import EventStream
+
+LABEL_RUN = "bench.run_id"
+LABEL_TARGET = "bench.target"
+LABEL_CONTROLLER = "bench.controller"
+GPU_HINT = "install the NVIDIA Container Toolkit on the engine's host and restart the engine"
+REMOTE_MEMORY = "remote Docker engine: host-side memory is only probed for an engine on this host"
+
+
+def _size(value: Any) -> Any:
+    """Docker's size notation (``512m``, ``4g``: binary units) or plain bytes."""
+    if isinstance(value, str):
+        try:
+            return docker.utils.parse_bytes(value)
+        except docker.errors.DockerException as exc:
+            raise ValueError(
+                f"invalid size {value!r}: use bytes or a number with k, m or g"
+            ) from exc
+    return value
+
+
+Size = Annotated[PositiveInt, BeforeValidator(_size)]
+
+
+class DockerTargetConfig(TargetConfig):
+    """Suite keys of a Docker target."""
+
+    kind: Literal["docker"]
+    image: str | None = Field(default=None, min_length=1)
+    build: bool = False
+    pull: Literal["missing", "always", "never"] = "missing"
+    python: str | None = None
+    docker_host: str | None = None
+    tls: DockerTls | None = None
+    cpus: PositiveFloat | None = None
+    cpuset: str | None = Field(default=None, pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+    memory: Size | None = None
+    shm_size: Size | None = None
+    gpus: Literal["all"] | PositiveInt | list[str] | None = None
+    runtime: str | None = None
+    network: str = "bridge"
+    env: dict[str, str] = {}
+    volumes: list[Annotated[str, Field(pattern=r"^[^:]+:/[^:]*(:(ro|rw))?$")]] = []
+
+    @model_validator(mode="after")
+    def _one_image_source(self) -> DockerTargetConfig:
+        """A target runs either a given image or the matched one, never both."""
+        if (self.image is None) == (not self.build):
+            raise ValueError("set exactly one of image: (an existing image) or build: true")
+        return self
+
+
+def _controller_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DockerDeployment:
+    """One running container: its events, its host-side memory, its start-up split."""
+
+    def __init__(
+        self, container: Container, engine: Engine, label: str, phases: dict[str, float]
+    ) -> None:
+        self.container = container
+        self.engine = engine
+        self.label = label
+        self.phases = phases
+        self.pull: Measurement | None = None
+        self.memory_limit: int | None = None
+        self.stream = EventStream(label)
+        self.sampler: ContainerMemorySampler | None = None
+        self._attached: Any = None
+
+    def attach(self) -> None:
+        """Attach to stdout and stderr before start, so no output is ever missed."""
+        with translated(f"{self.label}: attach"):
+            self._attached = self.engine.stream.api.attach(
+                self.container.id, stdout=True, stderr=True, stream=True, demux=True
+            )
+        self.stream.attach_frames(self._attached)
+
+    def start_probe(self) -> None:
+        """Sample the container's memory from the host (local engines only), off the clock."""
+        if self.engine.local:
+            threading.Thread(target=self._probe, daemon=True).start()
+
+    def _probe(self) -> None:
+        with suppress(Exception):
+            self.container.reload()
+            pid = int(self.container.attrs["State"]["Pid"])
+            if pid > 0:
+                self.sampler = ContainerMemorySampler(pid).start()
+
+    def events(
+        self, deadline: float, cancel: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The worker's events; an out-of-memory kill is reported as such."""
+        try:
+            yield from self.stream.events(deadline, self._exit_status, cancel)
+        except WorkerError as exc:
+            if self._oom_killed():
+                limit = fmt(self.memory_limit, "bytes") if self.memory_limit else "no limit"
+                raise WorkerError(
+                    f"{self.label}: out of memory: the container was killed by the kernel at "
+                    f"its memory limit ({limit})",
+                    stderr_tail=exc.stderr_tail,
+                    hint="raise the target's memory: or make the workload smaller",
+                ) from None
+            raise
+
+    def _exit_status(self) -> int | None:
+        try:
+            return int(self.container.wait(timeout=30)["StatusCode"])
+        except Exception:
+            return None
+
+    def _oom_killed(self) -> bool:
+        try:
+            self.container.reload()
+            return bool(self.container.attrs["State"].get("OOMKilled"))
+        except Exception:
+            return False
+
+    def host_measurements(self) -> list[Measurement]:
+        """Start-up split, pull time, and what the host spends on the container.
+
+        ``mem.overhead_bytes`` is taken from the host's peak sample itself: everything beyond
+        the resident memory of the container's processes at that instant (the shim and the
+        cgroup's kernel memory). The worker's own peak, sampled on another clock inside, can
+        fall between two host samples and would make a short workload's overhead noise.
+        """
+        out = [Measurement(f"startup.{k}_s", "s", value=v) for k, v in self.phases.items()]
+        if self.pull is not None:
+            out.append(self.pull)
+        return out + self._memory()
+
+    def _memory(self) -> list[Measurement]:
+        if not self.engine.local:
+            reason = REMOTE_MEMORY
+        elif self.sampler is None:
+            reason = "the container exited before it could be sampled"
+        else:
+            self.sampler.stop()
+            reason = self.sampler.reason or "no memory samples collected"
+        peak = self.sampler.peak_sample if self.sampler is not None else None
+        if peak is None:
+            return [
+                Measurement("mem.host_bytes", "bytes", reason=reason),
+                Measurement("mem.overhead_bytes", "bytes", reason=reason),
+            ]
+        return [
+            Measurement("mem.host_bytes", "bytes", value=float(peak.total)),
+            Measurement("mem.overhead_bytes", "bytes", value=float(peak.total - peak.processes)),
+        ]
+
+    def close(self) -> None:
+        """Stop sampling and the attach stream (the container itself is removed by the target)."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self._attached is not None:
+            with suppress(Exception):
+                self._attached.close()
+        self.stream.join()
+
+
+class DockerTarget:
+    """Runs each worker in a fresh container on one Docker engine."""
+
+    kind: ClassVar[str] = "docker"
+
+    def __init__(self, config: DockerTargetConfig, engine: Engine | None = None) -> None:
+        self.config = config
+        self._engine = engine
+        self._image: str | None = None
+        self._python = config.python or "python3"
+        self._ship_package = not config.build
+        self._pull_s: float | None = None
+        self._pull_reason = "the image was already present on the engine (warm start)"
+        self._info: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        return f"target {self.config.name!r}"
+
+    @property
+    def engine(self) -> Engine:
+        """The engine's clients, connected on first use."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = connect(self.config.docker_host, self.config.tls)
+            return self._engine
+
+    def host_id(self) -> str:
+        """Containers on a local engine share this machine with ``local`` targets."""
+        url = resolve_url(self.config.docker_host)
+        return "localhost" if is_local(url) else url
+
+    def prepare(self, builder: Builder) -> dict[str, Any]:
+        """Put the image on the engine (build or pull); returns what the manifest keeps."""
+        engine = self.engine
+        with translated(f"{self.label}: engine info"):
+            self._info = engine.control.info()
+        self._check_runtime()
+        if self.config.build:
+            built = builder.image(engine.url, engine.control)
+            self._image, self._python = built.tag, self.config.python or built.python
+            self._pull_reason = "the matched image was built on this engine by bench build"
+            return {"image": built.record(), "engine": engine.url}
+        self._image = self.config.image
+        return {"image": self._obtain_image(), "engine": engine.url}
+
+    def _check_runtime(self) -> None:
+        runtimes = sorted(self._info.get("Runtimes") or {})
+        if self.config.runtime and self.config.runtime not in runtimes:
+            raise TargetError(
+                f"{self.label}: runtime {self.config.runtime!r} is not configured on the engine "
+                f"at {self.engine.url} (available: {', '.join(runtimes) or 'none'})"
+            )
+
+    def _obtain_image(self) -> dict[str, Any]:
+        """The configured image per ``pull:``; a pull is timed for the first cell."""
+        ref, client = str(self.config.image), self.engine.control
+        present = True
+        with translated(f"{self.label}: image {ref!r}"):
+            try:
+                client.images.get(ref)
+            except docker.errors.ImageNotFound:
+                present = False
+        if self.config.pull == "always" or not present:
+            if self.config.pull == "never":
+                raise TargetError(
+                    f"{self.label}: image {ref!r} is not present on the engine at "
+                    f"{self.engine.url} and pull: never",
+                    hint="build or load the image, allow pulls, or use build: true",
+                )
+            started = time.monotonic()
+            with translated(f"{self.label}: image {ref!r} is missing and cannot be pulled"):
+                client.images.pull(ref)
+            self._pull_s = time.monotonic() - started
+        with translated(f"{self.label}: image {ref!r}"):
+            image_id = client.images.get(ref).id
+        return {
+            "ref": ref,
+            "id": image_id,
+            "pulled": self._pull_s is not None,
+            "pull_s": self._pull_s,
+        }
+
+    def _take_pull(self) -> Measurement:
+        """``startup.pull_s`` for the first cell after a pull; absent with the reason after."""
+        with self._lock:
+            value, self._pull_s = self._pull_s, None
+        if value is not None:
+            return Measurement("startup.pull_s", "s", value=value)
+        return Measurement("startup.pull_s", "s", reason=self._pull_reason)
+
+    def _create_args(self, run_id: str, command: list[str], env: dict[str, str]) -> dict[str, Any]:
+        c = self.config
+        args: dict[str, Any] = {
+            "image": self._image,
+            "command": command,
+            "detach": True,
+            "labels": {
+                LABEL_RUN: run_id,
+                LABEL_TARGET: c.name,
+                LABEL_CONTROLLER: _controller_label(),
+            },
+            "environment": {**c.env, **env, "PYTHONUNBUFFERED": "1"},
+            "network_mode": c.network,
+            "volumes": list(c.volumes),
+        }
+        if c.cpus is not None:
+            args["nano_cpus"] = int(c.cpus * 1e9)
+        if c.cpuset is not None:
+            args["cpuset_cpus"] = c.cpuset
+        if c.memory is not None:  # no swap: a limit that swaps measures the disk, not the job
+            args["mem_limit"] = args["memswap_limit"] = c.memory
+        if c.shm_size is not None:
+            args["shm_size"] = c.shm_size
+        if c.runtime is not None:
+            args["runtime"] = c.runtime
+        if c.gpus is not None:
+            args["device_requests"] = [_gpu_request(c.gpus)]
+        return args
+
+    def _create(
+        self, run_id: str, command: list[str], payload: dict[str, bytes], root: str
+    ) -> Container:
+        """Create a container and put ``payload`` (path -> bytes) under ``root`` in it."""
+        env = {"PYTHONPATH": f"{root}/lib"} if self._ship_package else {}
+        if self._image is None:
+            raise TargetError(f"{self.label}: the target was not prepared (no image)")
+        try:
+            container = self.engine.control.containers.create(
+                **self._create_args(run_id, command, env)
+            )
+        except docker.errors.APIError as exc:
+            raise self._api_error(exc, "cannot create a container") from None
+        except docker.errors.DockerException as exc:
+            raise TargetError(f"{self.label}: cannot create a container: {exc}") from None
+        with translated(f"{self.label}: cannot copy the worker into the container"):
+            container.put_archive("/", _archive(root, payload, self._ship_package))
+        return container
+
+    def _start(self, container: Container) -> None:
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            raise self._api_error(exc, "cannot start the container") from None
+        except docker.errors.DockerException as exc:
+            raise TargetError(f"{self.label}: cannot start the container: {exc}") from None
+
+    def _api_error(self, exc: docker.errors.APIError, what: str) -> TargetError:
+        """The engine's refusal, named: no GPU runtime and missing images get their own line."""
+        text = str(exc.explanation or exc)
+        if "could not select device driver" in text or "nvidia" in text.lower():
+            return TargetError(
+                f"{self.label}: GPU requested (gpus: {self.config.gpus}) but the engine at "
+                f"{self.engine.url} has no GPU runtime: {text}",
+                hint=GPU_HINT,
+            )
+        if "No such image" in text:
+            return TargetError(f"{self.label}: image {self._image!r} not found: {text}")
+        return TargetError(f"{self.label}: {what}: {text}")
+
+    def _remove(self, container: Container) -> None:
+        """Kill and remove; a container already gone is fine (idempotent)."""
+        with suppress(docker.errors.NotFound), translated(f"{self.label}: cannot remove container"):
+            container.remove(force=True, v=True)
+
+    @contextmanager
+    def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[DockerDeployment]:
+        """A fresh container for one cell; leaving the context removes it."""
+        root = f"/bench-{uuid.uuid4().hex[:12]}"
+        command = [*worker.run_args(self._python)[:-1], f"{root}/spec.json"]
+        container: Container | None = None
+        deployment: DockerDeployment | None = None
+        try:
+            started = time.monotonic()
+            with interrupts.deferred():  # a container created is a container tracked
+                container = self._create(
+                    run_id, command, {"spec.json": json.dumps(spec).encode()}, root
+                )
+            deployment = DockerDeployment(container, self.engine, self.label, {})
+            deployment.attach()
+            created = time.monotonic()
+            self._start(container)
+            deployment.phases.update(create=created - started, start=time.monotonic() - created)
+            deployment.pull = self._take_pull()
+            deployment.memory_limit = self.config.memory
+            deployment.start_probe()
+            yield deployment
+        finally:
+            with interrupts.deferred():
+                if deployment is not None:
+                    deployment.close()
+                if container is not None:
+                    self._remove(container)
+
+    def fingerprint(self, run_id: str) -> dict[str, Any]:
+        """The worker's view from inside a container with the same limits, plus engine facts
+        and the limits as the engine reports them back."""
+        root = f"/bench-{uuid.uuid4().hex[:12]}"
+        container = None
+        try:
+            with interrupts.deferred():
+                container = self._create(run_id, worker.fingerprint_args(self._python), {}, root)
+            self._start(container)
+            with translated(f"{self.label}: fingerprint"):
+                status = container.wait(timeout=300)["StatusCode"]
+                stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+                stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+                container.reload()
+            if status != 0:
+                last = (stderr.strip().splitlines() or ["no stderr output"])[-1]
+                raise TargetError(f"{self.label}: fingerprint failed (status {status}): {last}")
+            data = worker.parse_fingerprint(stdout, self.label)
+            data.update(self._engine_facts(container))
+            return data
+        finally:
+            with interrupts.deferred():
+                if container is not None:
+                    self._remove(container)
+
+    def _engine_facts(self, container: Container) -> dict[str, Any]:
+        host = container.attrs.get("HostConfig", {})
+        info = self._info
+        return {
+            "docker_server_version": info.get("ServerVersion"),
+            "docker_runtime": host.get("Runtime") or info.get("DefaultRuntime"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "cgroup_driver": info.get("CgroupDriver"),
+            "storage_driver": info.get("Driver"),
+            "engine_kernel": info.get("KernelVersion"),
+            "image": self._image,
+            "image_id": container.attrs.get("Image"),
+            "limits": {
+                "nano_cpus": host.get("NanoCpus") or None,
+                "cpuset_cpus": host.get("CpusetCpus") or None,
+                "memory_bytes": host.get("Memory") or None,
+                "shm_bytes": host.get("ShmSize") or None,
+                "network": host.get("NetworkMode"),
+            },
+        }
+
+    def cleanup(self, run_id: str) -> None:
+        """Remove every container labelled with this run (normally none are left)."""
+        if self._engine is None:
+            return
+        with translated(f"{self.label}: cleanup"):
+            leftovers = self.engine.control.containers.list(
+                all=True, filters={"label": f"{LABEL_RUN}={run_id}"}
+            )
+        for container in leftovers:
+            self._remove(container)
+
+
+def _gpu_request(gpus: str | int | list[str]) -> docker.types.DeviceRequest:
+    """``all`` / a count / device ids, as the engine's device request."""
+    if gpus == "all":
+        return docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+    if isinstance(gpus, int):
+        return docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])
+    return docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
+
+
+def _archive(root: str, payload: dict[str, bytes], with_package: bool) -> bytes:
+    """A tar of the cell's files (and the worker package for images that lack it) under root."""
+    buffer = io.BytesIO()
+    top = root.lstrip("/")
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _dir(tar, top)
+        for name, data in payload.items():
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        if with_package:
+            _dir(tar, f"{top}/lib")
+            with tarfile.open(fileobj=io.BytesIO(package.build().archive), mode="r:gz") as pkg:
+                made: set[str] = set()
+                for member in pkg.getmembers():
+                    member.name = f"{top}/lib/{member.name}"
+                    parent = member.name.rsplit("/", 1)[0]
+                    if parent not in made:
+                        _dir(tar, parent)
+                        made.add(parent)
+                    tar.addfile(member, pkg.extractfile(member))
+    return buffer.getvalue()
+
+
+def _dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(info)

@@ -1,0 +1,49 @@
+"""The real Docker engine the container tests talk to, started by the tests when it is down.
+
+``bootstrap.sh`` normally starts it; starting it here too keeps ``pytest`` on its own usable
+on a machine where nothing is running yet.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import docker
+import docker.errors
+
+SOCKET = "unix:///var/run/docker.sock"
+
+
+def _client() -> docker.DockerClient | None:
+    try:
+        client = docker.DockerClient(base_url=SOCKET, version="auto", timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException:
+        return None
+
+
+def ensure_engine(timeout: float = 60) -> docker.DockerClient:
+    """A client of the local engine, starting ``dockerd`` if it does not answer."""
+    client = _client()
+    if client is not None:
+        return client
+    dockerd = shutil.which("dockerd")
+    assert dockerd, "dockerd is not installed: run ./bootstrap.sh test (installs docker.io)"
+    with open("/var/log/bench-dockerd.log", "ab") as log:
+        subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        client = _client()
+        if client is not None:
+            return client
+        time.sleep(0.5)
+    raise AssertionError("dockerd did not start; see /var/log/bench-dockerd.log")
+
+
+def labelled(client: docker.DockerClient, run_id: str) -> list[str]:
+    """Ids of every container (running or not) that carries ``run_id``'s label."""
+    found = client.containers.list(all=True, filters={"label": f"bench.run_id={run_id}"})
+    return [c.id for c in found]
