@@ -321,6 +321,7 @@ BASE_KEYS = {
     "hostname",
     "cpu_governor",
     "virtualization",
+    "cgroup_limits",
 }
 
 
