@@ -1,0 +1,64 @@
+"""Builds each matched artefact at most once per run, whichever targets ask for it.
+
+Targets with ``build: true`` ask the builder during preparation; the builder remembers what it
+made (and every wheel's hash) so the run manifest can say exactly which bytes each target ran.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from bench.build import image, venv, wheelhouse
+from bench.build.config import BuildConfig
+from bench.build.image import BuiltImage
+from bench.build.wheelhouse import Wheelhouse
+
+
+def _ignore(message: str) -> None:
+    """Default progress sink."""
+
+
+class Builder:
+    """Matched artefacts for one suite's ``build:`` settings."""
+
+    def __init__(self, config: BuildConfig, note: Callable[[str], None] = _ignore) -> None:
+        self.config = config
+        self.note = note
+        self._wheelhouse: Wheelhouse | None = None
+        self._venvs: dict[str, Path] = {}
+        self._images: dict[str, BuiltImage] = {}
+        self._lock = threading.RLock()
+
+    def wheelhouse(self) -> Wheelhouse:
+        """The wheelhouse of the pinned requirements."""
+        with self._lock:
+            if self._wheelhouse is None:
+                self._wheelhouse = wheelhouse.ensure(self.config.requirements_text(), self.note)
+            return self._wheelhouse
+
+    def venv(self, python: str) -> Path:
+        """The interpreter of a venv made from ``python`` with the wheelhouse installed."""
+        with self._lock:
+            if python not in self._venvs:
+                self._venvs[python] = venv.ensure(self.wheelhouse(), python, self.note)
+            return self._venvs[python]
+
+    def image(self, engine_url: str, client: docker.DockerClient) -> BuiltImage:
+        """The matched image on the engine at ``engine_url``."""
+        with self._lock:
+            if engine_url not in self._images:
+                built = image.ensure(client, self.config, self.wheelhouse(), self.note)
+                self._images[engine_url] = built
+            return self._images[engine_url]
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's ``build`` entry: the wheelhouse used, when one was."""
+        with self._lock:
+            if self._wheelhouse is None:
+                return {}
+            return {"wheelhouse": self._wheelhouse.record()}
