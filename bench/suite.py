@@ -137,7 +137,19 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(f"{path}: suite file not found") from None
     except OSError as exc:
         raise SuiteError(f"{path}: cannot read suite file: {exc.strerror}") from None
-    return parse_suite(text, source=str(path))
+    return _resolve_paths(parse_suite(text, source=str(path)), path)
+
+
+def _resolve_paths(suite: Suite, path: Path) -> Suite:
+    """Files a suite names are relative to the suite file, and must exist before a run starts."""
+    requirements = suite.build.requirements
+    if requirements is None:
+        return suite
+    resolved = requirements if requirements.is_absolute() else path.parent / requirements
+    if not resolved.is_file():
+        raise SuiteError(f"{path}: build.requirements: file not found: {resolved}")
+    build = suite.build.model_copy(update={"requirements": resolved})
+    return suite.model_copy(update={"build": build})
 
 
 def parse_suite(text: str, source: str = "<suite>") -> Suite:

@@ -255,3 +255,38 @@ def test_gc_removes_orphans_only(matched, client) -> None:
         for container in (orphan, live):
             with suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+
+def test_wheelhouse_hashes_are_the_files(matched, write_suite, tmp_path: Path) -> None:
+    """The manifest's sha256 of a wheel is the sha256 of the file every target installed."""
+    import hashlib
+
+    targets = "  - {name: bare, kind: local, build: true}"
+    workloads = (
+        "workloads:\n  - {name: t, kind: train_step, batch_size: 4, steps: 2, warmup_steps: 1}"
+    )
+    done, run_dir = _run(write_suite, tmp_path, targets, workloads)
+    assert done.returncode == 0, done.stderr
+    house = load_manifest(run_dir)["build"]["wheelhouse"]
+    name = min(house["files"], key=lambda n: (Path(house["path"]) / n).stat().st_size)
+    data = (Path(house["path"]) / name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == house["files"][name]
+
+
+def test_build_errors_are_one_line(write_suite, tmp_path: Path) -> None:
+    pins = tmp_path / "pins.txt"
+    pins.write_text("torch==0.0.1\n")
+    suite = write_suite(
+        f"name: pins\nbuild: {{requirements: pins.txt}}\ntargets:\n  - {BUILT}\n{WORKLOADS}"
+    )
+    done = bench_cli("build", str(suite))
+    assert done.returncode == 1
+    assert (
+        done.stderr.startswith("error: wheelhouse: pip download failed") and "torch" in done.stderr
+    )
+    missing = write_suite(
+        f"name: pins\nbuild: {{requirements: nope.txt}}\ntargets:\n  - {BUILT}\n{WORKLOADS}",
+        name="missing.yaml",
+    )
+    done = bench_cli("validate", str(missing))
+    assert done.returncode == 2 and "build.requirements: file not found" in done.stderr

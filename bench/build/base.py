@@ -53,12 +53,18 @@ def host_mirror() -> str:
     return DEFAULT_MIRROR
 
 
+def rootfs_key(config: BuildConfig) -> tuple[str, str]:
+    """(key, mirror) of the offline base: what names it in the cache and on an engine."""
+    mirror = config.mirror or host_mirror()
+    key = cache.digest("rootfs-v1", config.release, mirror, ",".join(PACKAGES), platform.machine())[
+        :16
+    ]
+    return key, mirror
+
+
 def rootfs(config: BuildConfig, note: Callable[[str], None]) -> RootFs:
     """The offline base's tarball, made with debootstrap when it is not in the cache yet."""
-    mirror = config.mirror or host_mirror()
-    key = cache.digest(
-        "rootfs-v1", config.release, mirror, ",".join(PACKAGES), platform.machine()
-    )[:16]
+    key, mirror = rootfs_key(config)
     with cache.locked("rootfs") as root:
         tarball = root / "rootfs" / f"{key}.tar"
         if tarball.is_file():
@@ -78,7 +84,10 @@ def rootfs(config: BuildConfig, note: Callable[[str], None]) -> RootFs:
 
 
 def _check_debootstrap() -> None:
-    hint = "run as root with debootstrap installed (apt-get install debootstrap), or set build.base_image to a registry image"
+    hint = (
+        "run as root with debootstrap installed (apt-get install debootstrap), "
+        "or set build.base_image to a registry image"
+    )
     if shutil.which("debootstrap") is None:
         raise BuildError("offline base: debootstrap is not installed", hint=hint)
     if os.geteuid() != 0:

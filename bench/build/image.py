@@ -103,16 +103,17 @@ def base_image(
             return config.base_image, "registry"
         except (docker.errors.DockerException, OSError) as exc:
             note(f"cannot pull {config.base_image} ({_short(exc)}); using an offline base")
-    fs = base.rootfs(config, note)
-    tag = f"{BASE_REPO}:{fs.key}"
+    key, mirror = base.rootfs_key(config)
+    tag = f"{BASE_REPO}:{key}"
     with translated("offline base import", BuildError):
         try:
             client.images.get(tag)
         except docker.errors.ImageNotFound:
+            fs = base.rootfs(config, note)
             note(f"importing the offline base as {tag}")
-            client.api.import_image(src=str(fs.tarball), repository=BASE_REPO, tag=fs.key)
+            client.api.import_image(src=str(fs.tarball), repository=BASE_REPO, tag=key)
             client.images.get(tag)
-    return tag, f"debootstrap {fs.release} from {fs.mirror}"
+    return tag, f"debootstrap {config.release} from {mirror}"
 
 
 def _present_or_pulled(client: docker.DockerClient, ref: str, note: Callable[[str], None]) -> None:

@@ -55,8 +55,12 @@ HARDWARE_KEYS = ("cpu_model", "cores", "memory_bytes", "gpu_names")
 
 
 def hardware(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a fingerprint that describe the machine rather than its software."""
-    return {key: fingerprint.get(key) for key in HARDWARE_KEYS}
+    """The parts of a fingerprint that describe the machine rather than its software or its
+    limits (a container's cpuset narrows the usable cores; the machine is the same)."""
+    out = {key: fingerprint.get(key) for key in HARDWARE_KEYS}
+    if isinstance(out.get("cores"), dict):
+        out["cores"] = {k: v for k, v in out["cores"].items() if k != "usable"}
+    return out
 
 
 def _describe(hw: dict[str, Any]) -> str:

@@ -442,15 +442,20 @@ class DockerTarget:
         }
 
     def cleanup(self, run_id: str) -> None:
-        """Remove every container labelled with this run (normally none are left)."""
+        """Remove every container labelled with this run (normally none are left), then close
+        the engine's connections."""
         if self._engine is None:
             return
-        with translated(f"{self.label}: cleanup"):
-            leftovers = self.engine.control.containers.list(
-                all=True, filters={"label": f"{LABEL_RUN}={run_id}"}
-            )
-        for container in leftovers:
-            self._remove(container)
+        try:
+            with translated(f"{self.label}: cleanup"):
+                leftovers = self._engine.control.containers.list(
+                    all=True, filters={"label": f"{LABEL_RUN}={run_id}"}
+                )
+            for container in leftovers:
+                self._remove(container)
+        finally:
+            self._engine.close()
+            self._engine = None
 
 
 def _gpu_request(gpus: str | int | list[str]) -> docker.types.DeviceRequest:
