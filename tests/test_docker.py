@@ -281,12 +281,23 @@ def test_build_errors_are_one_line(write_suite, tmp_path: Path) -> None:
     )
     done = bench_cli("build", str(suite))
     assert done.returncode == 1
-    assert (
-        done.stderr.startswith("error: wheelhouse: pip download failed") and "torch" in done.stderr
-    )
+    last = done.stderr.strip().splitlines()[-1]  # after the progress notes
+    assert last.startswith("error: wheelhouse: pip download failed") and "torch" in last, last
     missing = write_suite(
         f"name: pins\nbuild: {{requirements: nope.txt}}\ntargets:\n  - {BUILT}\n{WORKLOADS}",
         name="missing.yaml",
     )
     done = bench_cli("validate", str(missing))
     assert done.returncode == 2 and "build.requirements: file not found" in done.stderr
+
+
+def test_unreachable_registry_base_falls_back_to_offline(matched, write_suite) -> None:
+    """No registry here: a configured registry base is tried, then the offline base is used,
+    which yields the very image that was built without one (same inputs, same hash)."""
+    suite = write_suite(
+        f"name: reg\nbuild: {{base_image: 'python:3.11-slim'}}\ntargets:\n  - {BUILT}\n{WORKLOADS}"
+    )
+    done = bench_cli("build", str(suite))
+    assert done.returncode == 0, done.stderr
+    assert "cannot pull python:3.11-slim" in done.stderr and "offline base" in done.stderr
+    assert matched in done.stdout

@@ -91,9 +91,9 @@ def _download(directory: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
-        last = (lines or done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        first = (lines or done.stderr.strip().splitlines()[-1:] or ["pip failed"])[0]
         raise BuildError(
-            f"wheelhouse: pip download failed: {last}",
+            f"wheelhouse: pip download failed: {first.removeprefix('ERROR: ')}",
             hint="check that the pinned versions exist for this Python and that pip can reach "
             "its index",
         )
