@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -51,28 +52,34 @@ def run_suite(tmp: Path, reps: int, steps: int, threads: int | None) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def hyperfine(image: str, runs: int, tmp: Path, flags: str = "") -> dict[str, float]:
+def hyperfine(command: str, runs: int, tmp: Path, prepare: str | None = None) -> dict[str, Any]:
+    """hyperfine's median of ``command`` (``prepare`` runs before each timing, untimed)."""
     if shutil.which("hyperfine") is None:
         sys.exit("hyperfine is not installed (apt-get install hyperfine)")
     out = tmp / "hyperfine.json"
-    command = f"docker run --rm {flags} {image} true".replace("  ", " ")
-    subprocess.run(
-        [
-            "hyperfine",
-            "-N",
-            "--warmup",
-            "3",
-            "--runs",
-            str(runs),
-            "--export-json",
-            str(out),
-            command,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    args = ["hyperfine", "--warmup", "3", "--runs", str(runs), "--export-json", str(out)]
+    args += ["--prepare", prepare] if prepare else []
+    subprocess.run([*args, command], check=True, capture_output=True)
     result = json.loads(out.read_text())["results"][0]
-    return {"command": command, "median": result["median"], "mean": result["mean"]}
+    return {"command": command, "median": result["median"]}
+
+
+def independent(image: str, runs: int, tmp: Path) -> list[dict[str, Any]]:
+    """The docker CLI timed by hyperfine: create, start, and a whole ``docker run --rm``."""
+    flags = f"--network none --cpus {len(os.sched_getaffinity(0))}"
+    fresh = "docker rm -f bench-hyperfine >/dev/null 2>&1 || true"
+    created = f"{fresh}; docker create --name bench-hyperfine {flags} {image} true >/dev/null"
+    try:
+        return [
+            hyperfine(
+                f"docker create --name bench-hyperfine {flags} {image} true", runs, tmp, fresh
+            ),
+            hyperfine("docker start bench-hyperfine", runs, tmp, created),
+            hyperfine(f"docker run --rm {flags} {image} true", runs, tmp),
+            hyperfine(f"docker run --rm {image} true", runs, tmp),
+        ]
+    finally:
+        subprocess.run(fresh, shell=True, check=False)
 
 
 def paired_ratios(df, metric: str) -> np.ndarray:
@@ -97,9 +104,7 @@ def main() -> None:
         run_dir = run_suite(tmp, args.reps, args.steps, args.threads)
         df = load(run_dir)
         image = load_manifest(run_dir)["targets"]["ctr"]["artefacts"]["image"]["tag"]
-        plain = hyperfine(image, args.runs, tmp)
-        cpus = len(os.sched_getaffinity(0))
-        limited = hyperfine(image, args.runs, tmp, f"--cpus {cpus} --network none")
+        timed = independent(image, args.runs, tmp)
     medians = df.groupby(["metric", "target"])["value"].median().unstack()
     print(f"image {image}, {args.reps} interleaved repetitions per target\n")
     for metric in ("startup.create_s", "startup.start_s", "startup.provision_s"):
@@ -107,7 +112,7 @@ def main() -> None:
     print(
         f"  bare startup.provision_s     {medians.loc['startup.provision_s', 'bare'] * 1e3:8.1f} ms"
     )
-    for result in (plain, limited):
+    for result in timed:
         print(f"  hyperfine '{result['command']}': median {result['median'] * 1e3:.1f} ms")
     print()
     for metric in ("train.throughput", "train.step_time_s"):

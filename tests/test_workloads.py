@@ -241,6 +241,15 @@ def test_worker_reads_a_spec_file(tmp_path: Path) -> None:
     assert events_of(done.stdout)[-1]["info"]["measured_requests"] == 3
 
 
+def test_worker_takes_an_inline_spec_and_only_one_source() -> None:
+    inline = json.dumps(spec("inference", requests=3, warmup_requests=1))
+    done = worker("run", "--spec-json", inline)
+    assert done.returncode == 0, done.stderr
+    assert events_of(done.stdout)[-1]["info"]["measured_requests"] == 3
+    both = worker("run", "--spec", "-", "--spec-json", inline)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
 @pytest.mark.parametrize(
     "stdin",
     [

@@ -1,9 +1,9 @@
 """Command line of the worker.
 
-``python -m workloads run --spec PATH`` (``-`` reads the spec from stdin)
-runs one workload and streams events on stdout; exit code 0 on success, 1 on
-a failed run, 2 on an invalid spec. ``python -m workloads fingerprint``
-prints a description of the host.
+``python -m workloads run --spec PATH`` (``-`` reads the spec from stdin; ``--spec-json JSON``
+takes it inline) runs one workload and streams events on stdout; exit code 0 on success, 1 on a
+failed run, 2 on an invalid spec. ``python -m workloads fingerprint`` prints a description of
+the host.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"worker received signal {signum}")
 
 
-def _read_spec(path: str) -> Spec:
+def _read_spec(path: str | None, inline: str | None = None) -> Spec:
+    if inline is not None:
+        return parse(inline)
+    assert path is not None
     try:
         if path == "-":
             return parse(sys.stdin.read())
@@ -47,13 +50,13 @@ def _fail(emit: Emitter, exc: BaseException, code: int) -> int:
     return code
 
 
-def run(spec_path: str) -> int:
+def run(spec_path: str | None, spec_json: str | None = None) -> int:
     """Run a spec as a worker process, reporting every outcome as an event."""
     emit = Emitter.claim_stdout()
     emit(start_event())
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        spec = _read_spec(spec_path)
+        spec = _read_spec(spec_path, spec_json)
         from workloads.runner import execute
 
         execute(spec, emit)
@@ -80,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workloads")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run one workload spec")
-    run_parser.add_argument("--spec", required=True, help="path to a JSON spec, or - for stdin")
+    source = run_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--spec", help="path to a JSON spec, or - for stdin")
+    source.add_argument("--spec-json", help="the JSON spec itself (no file to copy in)")
     print_parser = commands.add_parser("fingerprint", help="describe this host")
     print_parser.add_argument(
         "--no-torch", action="store_true", help="skip torch, numpy and NVML probes"
@@ -91,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
-        return run(args.spec)
+        return run(args.spec, args.spec_json)
     return fingerprint(include_torch=not args.no_torch)
 
 

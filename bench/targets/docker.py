@@ -11,7 +11,6 @@ controller left behind.
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import tarfile
@@ -292,21 +291,10 @@ class DockerTarget:
             return Measurement("startup.pull_s", "s", value=value)
         return Measurement("startup.pull_s", "s", reason=self._pull_reason)
 
-    def _create_args(self, run_id: str, command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    def _host_config(self) -> dict[str, Any]:
+        """The limits, runtime, devices and mounts, as the engine's HostConfig."""
         c = self.config
-        args: dict[str, Any] = {
-            "image": self._image,
-            "command": command,
-            "detach": True,
-            "labels": {
-                LABEL_RUN: run_id,
-                LABEL_TARGET: c.name,
-                LABEL_CONTROLLER: _controller_label(),
-            },
-            "environment": {**c.env, **env, "PYTHONUNBUFFERED": "1"},
-            "network_mode": c.network,
-            "volumes": list(c.volumes),
-        }
+        args: dict[str, Any] = {"network_mode": c.network, "binds": list(c.volumes)}
         if c.cpus is not None:
             args["nano_cpus"] = int(c.cpus * 1e9)
         if c.cpuset is not None:
@@ -319,25 +307,36 @@ class DockerTarget:
             args["runtime"] = c.runtime
         if c.gpus is not None:
             args["device_requests"] = [_gpu_request(c.gpus)]
-        return args
+        return self.engine.control.api.create_host_config(**args)
 
-    def _create(
-        self, run_id: str, command: list[str], payload: dict[str, bytes], root: str
-    ) -> Container:
-        """Create a container and put ``payload`` (path -> bytes) under ``root`` in it."""
-        env = {"PYTHONPATH": f"{root}/lib"} if self._ship_package else {}
+    def _create(self, run_id: str, command: list[str], root: str) -> Container:
+        """Create a container (through the low-level API: the high-level one inspects it
+        again, a round trip on the start-up clock); ship the worker when the image lacks it."""
         if self._image is None:
             raise TargetError(f"{self.label}: the target was not prepared (no image)")
+        env = {**self.config.env, "PYTHONUNBUFFERED": "1"}
+        if self._ship_package:
+            env["PYTHONPATH"] = f"{root}/lib"
+        labels = {LABEL_RUN: run_id, LABEL_TARGET: self.config.name}
+        labels[LABEL_CONTROLLER] = _controller_label()
+        client = self.engine.control
         try:
-            container = self.engine.control.containers.create(
-                **self._create_args(run_id, command, env)
+            created = client.api.create_container(
+                self._image,
+                command,
+                environment=env,
+                labels=labels,
+                host_config=self._host_config(),
+                detach=True,
             )
         except docker.errors.APIError as exc:
             raise self._api_error(exc, "cannot create a container") from None
         except docker.errors.DockerException as exc:
             raise TargetError(f"{self.label}: cannot create a container: {exc}") from None
-        with translated(f"{self.label}: cannot copy the worker into the container"):
-            container.put_archive("/", _archive(root, payload, self._ship_package))
+        container = client.containers.prepare_model({"Id": created["Id"]})
+        if self._ship_package:
+            with translated(f"{self.label}: cannot copy the worker into the container"):
+                container.put_archive("/", _archive(root))
         return container
 
     def _start(self, container: Container) -> None:
@@ -370,15 +369,13 @@ class DockerTarget:
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[DockerDeployment]:
         """A fresh container for one cell; leaving the context removes it."""
         root = f"/bench-{uuid.uuid4().hex[:12]}"
-        command = [*worker.run_args(self._python)[:-1], f"{root}/spec.json"]
+        command = worker.inline_run_args(self._python, spec)
         container: Container | None = None
         deployment: DockerDeployment | None = None
         try:
             started = time.monotonic()
             with interrupts.deferred():  # a container created is a container tracked
-                container = self._create(
-                    run_id, command, {"spec.json": json.dumps(spec).encode()}, root
-                )
+                container = self._create(run_id, command, root)
             deployment = DockerDeployment(container, self.engine, self.label, {})
             deployment.attach()
             created = time.monotonic()
@@ -402,7 +399,7 @@ class DockerTarget:
         container = None
         try:
             with interrupts.deferred():
-                container = self._create(run_id, worker.fingerprint_args(self._python), {}, root)
+                container = self._create(run_id, worker.fingerprint_args(self._python), root)
             self._start(container)
             with translated(f"{self.label}: fingerprint"):
                 status = container.wait(timeout=300)["StatusCode"]
@@ -467,27 +464,23 @@ def _gpu_request(gpus: str | int | list[str]) -> docker.types.DeviceRequest:
     return docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
 
 
-def _archive(root: str, payload: dict[str, bytes], with_package: bool) -> bytes:
-    """A tar of the cell's files (and the worker package for images that lack it) under root."""
+def _archive(root: str) -> bytes:
+    """The worker package as a tar under ``root``/lib, for images bench did not build."""
     buffer = io.BytesIO()
     top = root.lstrip("/")
+    made = {top}
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         _dir(tar, top)
-        for name, data in payload.items():
-            info = tarfile.TarInfo(f"{top}/{name}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-        if with_package:
-            _dir(tar, f"{top}/lib")
-            with tarfile.open(fileobj=io.BytesIO(package.build().archive), mode="r:gz") as pkg:
-                made: set[str] = set()
-                for member in pkg.getmembers():
-                    member.name = f"{top}/lib/{member.name}"
-                    parent = member.name.rsplit("/", 1)[0]
+        with tarfile.open(fileobj=io.BytesIO(package.build().archive), mode="r:gz") as pkg:
+            for member in pkg.getmembers():
+                member.name = f"{top}/lib/{member.name}"
+                parts = member.name.split("/")
+                for depth in range(2, len(parts)):
+                    parent = "/".join(parts[:depth])
                     if parent not in made:
                         _dir(tar, parent)
                         made.add(parent)
-                    tar.addfile(member, pkg.extractfile(member))
+                tar.addfile(member, pkg.extractfile(member))
     return buffer.getvalue()
 
 
