@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.probes.process import process_bytes
+from bench.probes.sampler import PeriodicSampler
 
 PROC = Path("/proc")
 SHIM_PREFIX = "containerd-shim"
@@ -238,7 +239,7 @@ def host_bytes(pid: int) -> HostMemory:
     return measure(locate(pid))
 
 
-class ContainerMemorySampler:
+class ContainerMemorySampler(PeriodicSampler):
     """Samples ``host_bytes`` every ``interval`` seconds and keeps the peak.
 
     ``peak_sample`` is the breakdown at the peak, so a report can say how much of the overhead
@@ -246,16 +247,14 @@ class ContainerMemorySampler:
     """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(interval, "container-memory")
         self.pid = pid
-        self.interval = interval
         self.peak: int | None = None
         self.peak_sample: HostMemory | None = None
         self.samples = 0
         self._reason: str | None = None
         self._location: Location | None = None
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="container-memory", daemon=True)
 
     @property
     def reason(self) -> str | None:
@@ -272,15 +271,8 @@ class ContainerMemorySampler:
             self._reason = str(exc)
             self._stop.set()
             return self
-        self._sample()
-        self._thread.start()
+        self._begin()
         return self
-
-    def stop(self) -> None:
-        """Stop sampling; safe to call twice and after the container has exited."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
 
     def _sample(self) -> None:
         assert self._location is not None
@@ -293,7 +285,3 @@ class ContainerMemorySampler:
             self.samples += 1
             if self.peak is None or sample.total > self.peak:
                 self.peak, self.peak_sample = sample.total, sample
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()

@@ -9,8 +9,9 @@ processes share are counted in each of them (an upper bound, like ``ps`` and ``t
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
+
+from bench.probes.sampler import PeriodicSampler
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -57,32 +58,22 @@ def tree_bytes(pid: int) -> int | None:
     return sum(s for s in sizes if s is not None)
 
 
-class TreeMemorySampler:
+class TreeMemorySampler(PeriodicSampler):
     """Samples ``tree_bytes`` every ``interval`` seconds and keeps the peak."""
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(interval, "tree-memory")
         self.pid = pid
-        self.interval = interval
         self.peak: int | None = None
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> TreeMemorySampler:
         """Begin sampling in a daemon thread."""
-        self._thread.start()
+        self._begin()
         return self
 
-    def stop(self) -> None:
-        """Stop sampling; safe to call twice."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            size = tree_bytes(self.pid)
-            if size is not None:
-                self.samples += 1
-                self.peak = size if self.peak is None else max(self.peak, size)
-            self._stop.wait(self.interval)
+    def _sample(self) -> None:
+        size = tree_bytes(self.pid)
+        if size is not None:
+            self.samples += 1
+            self.peak = size if self.peak is None else max(self.peak, size)
