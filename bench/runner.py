@@ -224,7 +224,7 @@ class Runner:
                 deadline = time.monotonic() + workload.timeout_s
                 for event in deployment.events(deadline, self.cancel):
                     self._on_event(cell, event, outcome)
-                outcome.host = _with_overhead(deployment.host_measurements(), outcome.result)
+                outcome.host = deployment.host_measurements()
         except BenchError as exc:
             outcome.error = exc
         return outcome
@@ -244,21 +244,6 @@ def _spec(workload: WorkloadBase, seed: int) -> dict[str, Any]:
     """What the worker is told: the workload's options (less the controller's timeout), a seed."""
     options = workload.model_dump(mode="json", exclude={"timeout_s"})
     return {"workload": options, "seed": seed, "progress_every_s": 0.5}
-
-
-def _with_overhead(host: list[Measurement], result: dict[str, Any]) -> list[Measurement]:
-    """Add ``mem.overhead_bytes`` = host bytes - the worker's own peak, unless the target
-    already said why it has none (bare metal) or either side is missing."""
-    if any(m.metric == "mem.overhead_bytes" for m in host):
-        return host
-    spent = next((m for m in host if m.metric == "mem.host_bytes"), None)
-    if spent is None:
-        return host
-    inside = result.get("metrics", {}).get("mem.rss_peak_bytes", {}).get("value")
-    if spent.value is None or inside is None:
-        reason = spent.reason if spent.value is None else "the worker's peak RSS was not measured"
-        return [*host, Measurement("mem.overhead_bytes", "bytes", reason=reason)]
-    return [*host, Measurement("mem.overhead_bytes", "bytes", value=spent.value - float(inside))]
 
 
 def _record(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from workloads.memory import task_children
 from workloads.protocol import Emit, make_event
 
 if TYPE_CHECKING:
@@ -104,21 +105,6 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 50.0)
 
 
-def _child_pids() -> list[int]:
-    pids: list[int] = []
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return pids
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/children") as handle:
-                pids.extend(int(pid) for pid in handle.read().split())
-        except OSError:
-            continue
-    return pids
-
-
 def _proc_cpu_seconds(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as handle:
@@ -150,7 +136,7 @@ def cpu_seconds() -> float:
     two readings moves from the live term to the reaped term, so deltas stay
     correct.
     """
-    live = sum(_proc_cpu_seconds(pid) for pid in _child_pids())
+    live = sum(_proc_cpu_seconds(pid) for pid in task_children(os.getpid()) or [])
     return time.process_time() + _reaped_children_cpu_seconds() + live
 
 

@@ -149,7 +149,7 @@ def _cgroup_file(controller: str, name: str) -> str | None:
                 paths += [f"/sys/fs/cgroup{path}/{name}", f"/sys/fs/cgroup/{name}"]
             elif controller in controllers.split(","):
                 base = f"/sys/fs/cgroup/{controller}"
-                paths += [f"{base}{path}/{name.split('/')[-1]}", f"{base}/{name.split('/')[-1]}"]
+                paths += [f"{base}{path}/{name}", f"{base}/{name}"]
     for path in paths:
         with contextlib.suppress(OSError):
             return _read(path).strip()

@@ -44,7 +44,7 @@ def self_peak_bytes() -> int | None:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
-def _children_from_task_files(pid: int) -> list[int] | None:
+def task_children(pid: int) -> list[int] | None:
     """Children of ``pid`` from every thread's ``children`` file; None if the kernel lacks them.
 
     Each thread lists only the children it forked itself, so all threads must be read: torch
@@ -87,7 +87,7 @@ def tree_pids(pid: int) -> list[int]:
     while stack:
         current = stack.pop()
         pids.append(current)
-        kids = None if by_parent is not None else _children_from_task_files(current)
+        kids = None if by_parent is not None else task_children(current)
         if kids is None:
             by_parent = by_parent if by_parent is not None else _parents()
             kids = by_parent.get(current, [])

@@ -9,32 +9,11 @@ processes share are counted in each of them (an upper bound, like ``ps`` and ``t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from bench.probes.sampler import PeriodicSampler
+from workloads.memory import resident_bytes, tree_resident_bytes
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (all threads), from /proc."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and all of its descendants."""
-    pids, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        pids.append(current)
-        stack += children(current)
-    return pids
 
 
 def process_bytes(pid: int) -> int | None:
@@ -42,20 +21,15 @@ def process_bytes(pid: int) -> int | None:
 
     RSS from ``statm`` costs microseconds whatever the process size; PSS from ``smaps_rollup``
     walks every page table and costs milliseconds for a torch process, which at 10 Hz would
-    steal measurable CPU from the workload being measured.
+    steal measurable CPU from the workload being measured. The reading is the worker's own
+    (``workloads.memory``), so host and worker measure the same quantity the same way.
     """
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-    except (OSError, ValueError, IndexError):
-        return None
+    return resident_bytes(pid, PAGE)
 
 
 def tree_bytes(pid: int) -> int | None:
     """Memory of the whole tree rooted at ``pid``; None when the root is gone."""
-    sizes = [process_bytes(p) for p in tree(pid)]
-    if not sizes or sizes[0] is None:
-        return None
-    return sum(s for s in sizes if s is not None)
+    return tree_resident_bytes(pid)
 
 
 class TreeMemorySampler(PeriodicSampler):

@@ -1,11 +1,11 @@
 """``kind: docker``: a container per repetition, through the Docker Engine API (docker-py).
 
-Start-up is split the way an engine spends it: ``create`` (container created, spec and, for a
-user image, the worker package put in, output attached) and ``start``; together they are the
-``provision`` phase. A pull is timed on its own (``startup.pull_s``) before the first cell so
-that a cold image is visible instead of hidden in start-up. Every container carries the run id
-as a label and is removed on success, failure and Ctrl-C; ``bench gc`` finds any that a killed
-controller left behind.
+Start-up is split the way an engine spends it: ``create`` (container created with the spec on
+its command line, the worker package copied in only for an image bench did not build, output
+attached) and ``start``; together they are the ``provision`` phase. A pull is timed on its own
+(``startup.pull_s``) before the first cell so that a cold image is visible instead of hidden in
+start-up. Every container carries the run id as a label and is removed on success, failure and
+Ctrl-C; ``bench gc`` finds any that a killed controller left behind.
 """
 
 from __future__ import annotations
@@ -95,14 +95,14 @@ class DockerDeployment:
     """One running container: its events, its host-side memory, its start-up split."""
 
     def __init__(
-        self, container: Container, engine: Engine, label: str, phases: dict[str, float]
+        self, container: Container, engine: Engine, label: str, memory_limit: int | None
     ) -> None:
         self.container = container
         self.engine = engine
         self.label = label
-        self.phases = phases
+        self.memory_limit = memory_limit
+        self.phases: dict[str, float] = {}
         self.pull: Measurement | None = None
-        self.memory_limit: int | None = None
         self.stream = EventStream(label)
         self.sampler: ContainerMemorySampler | None = None
         self._attached: Any = None
@@ -376,13 +376,12 @@ class DockerTarget:
             started = time.monotonic()
             with interrupts.deferred():  # a container created is a container tracked
                 container = self._create(run_id, command, root)
-            deployment = DockerDeployment(container, self.engine, self.label, {})
+            deployment = DockerDeployment(container, self.engine, self.label, self.config.memory)
             deployment.attach()
             created = time.monotonic()
             self._start(container)
             deployment.phases.update(create=created - started, start=time.monotonic() - created)
             deployment.pull = self._take_pull()
-            deployment.memory_limit = self.config.memory
             deployment.start_probe()
             yield deployment
         finally:
