@@ -301,3 +301,15 @@ def test_unreachable_registry_base_falls_back_to_offline(matched, write_suite) -
     assert done.returncode == 0, done.stderr
     assert "cannot pull python:3.11-slim" in done.stderr and "offline base" in done.stderr
     assert matched in done.stdout
+
+
+def test_failed_build_leaves_nothing_half_made(write_suite, tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))
+    (tmp_path / "pins.txt").write_text("torch==0.0.1\n")
+    suite = write_suite(
+        f"name: pins\nbuild: {{requirements: pins.txt}}\ntargets:\n  - {BUILT}\n{WORKLOADS}"
+    )
+    done = bench_cli("build", str(suite))
+    assert done.returncode == 1, done.stderr
+    assert (cache / "wheelhouse").is_dir() and not list((cache / "wheelhouse").iterdir())

@@ -124,8 +124,10 @@ def _trim(target: Path) -> None:
 def _tar(source: Path, tarball: Path) -> None:
     partial = tarball.with_suffix(".tar.partial")
     command = ["tar", "--numeric-owner", "--xattrs", "-C", str(source), "-cf", str(partial), "."]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise BuildError(f"offline base: cannot archive the root filesystem: {done.stderr.strip()}")
-    partial.rename(tarball)
+    with cache.unfinished(partial):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BuildError(
+                f"offline base: cannot archive the root filesystem: {done.stderr.strip()}"
+            )
+        partial.rename(tarball)

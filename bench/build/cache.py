@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,3 +57,17 @@ def locked(name: str) -> Iterator[Path]:
             yield directory
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def unfinished(path: Path) -> Iterator[Path]:
+    """Remove ``path`` (file or directory) if the block fails or is interrupted, so a failed
+    or Ctrl-C'd build leaves nothing half-made behind."""
+    try:
+        yield path
+    except BaseException:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        raise

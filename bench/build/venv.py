@@ -42,24 +42,25 @@ def ensure(wheelhouse: Wheelhouse, python: str, note: Callable[[str], None]) -> 
             return final / "bin" / "python"
         note(f"installing the wheelhouse into a venv at {final}")
         shutil.rmtree(final, ignore_errors=True)
-        _run([python, "-m", "venv", str(final)], "create the venv")
-        _run(
-            [
-                str(final / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "--no-index",
-                "--find-links",
-                str(wheelhouse.path),
-                "-r",
-                str(wheelhouse.requirements),
-            ],
-            "install the wheelhouse",
-        )
-        (final / DONE_FILE).write_text(wheelhouse.key + "\n")
+        with cache.unfinished(final):
+            _run([python, "-m", "venv", str(final)], "create the venv")
+            _run(
+                [
+                    str(final / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "--no-index",
+                    "--find-links",
+                    str(wheelhouse.path),
+                    "-r",
+                    str(wheelhouse.requirements),
+                ],
+                "install the wheelhouse",
+            )
+            (final / DONE_FILE).write_text(wheelhouse.key + "\n")
         return final / "bin" / "python"
 
 

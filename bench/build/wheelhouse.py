@@ -57,14 +57,15 @@ def ensure(requirements: str, note: Callable[[str], None]) -> Wheelhouse:
         note(f"downloading the pinned wheels into {final}")
         staging = final.with_name(f"{key}.partial")
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        (staging / REQUIREMENTS_FILE).write_text(requirements)
-        _download(staging)
-        files = {p.name: cache.file_sha256(p) for p in sorted(staging.glob("*.whl"))}
-        index = {"requirements": requirements, "python": python_tag(), "files": files}
-        (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+        with cache.unfinished(staging):
+            staging.mkdir(parents=True)
+            (staging / REQUIREMENTS_FILE).write_text(requirements)
+            _download(staging)
+            files = {p.name: cache.file_sha256(p) for p in sorted(staging.glob("*.whl"))}
+            index = {"requirements": requirements, "python": python_tag(), "files": files}
+            (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
         return Wheelhouse(key, final, files)
 
 
