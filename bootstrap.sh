@@ -56,7 +56,8 @@ docker_engine() {
         systemctl start docker || true
     fi
     if ! docker_running; then
-        nohup dockerd >/var/log/bench-dockerd.log 2>&1 </dev/null &
+        # In a subshell, so the engine is not a child of this script (which execs pytest).
+        (setsid nohup dockerd >/var/log/bench-dockerd.log 2>&1 </dev/null &)
     fi
     for _ in $(seq 60); do
         docker_running && return 0

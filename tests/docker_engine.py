@@ -32,8 +32,10 @@ def ensure_engine(timeout: float = 60) -> docker.DockerClient:
         return client
     dockerd = shutil.which("dockerd")
     assert dockerd, "dockerd is not installed: run ./bootstrap.sh test (installs docker.io)"
-    with open("/var/log/bench-dockerd.log", "ab") as log:
-        subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
+    # Through a shell that exits at once: the engine must outlive the tests and must not be a
+    # child of the test process (tests check that workloads leave no child processes).
+    launch = f"setsid {dockerd} >>/var/log/bench-dockerd.log 2>&1 </dev/null &"
+    subprocess.run(["sh", "-c", launch], check=True)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         client = _client()
