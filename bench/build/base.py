@@ -53,29 +53,31 @@ def host_mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def rootfs_key(config: BuildConfig) -> tuple[str, str]:
-    """(key, mirror) of the offline base: what names it in the cache and on an engine."""
+def rootfs_key(config: BuildConfig, packages: tuple[str, ...] = PACKAGES) -> tuple[str, str]:
+    """(key, mirror) of an offline base: what names it in the cache and on an engine."""
     mirror = config.mirror or host_mirror()
-    key = cache.digest("rootfs-v1", config.release, mirror, ",".join(PACKAGES), platform.machine())[
-        :16
-    ]
-    return key, mirror
+    parts = ("rootfs-v1", config.release, mirror, ",".join(packages), platform.machine())
+    return cache.digest(*parts)[:16], mirror
 
 
-def rootfs(config: BuildConfig, note: Callable[[str], None]) -> RootFs:
-    """The offline base's tarball, made with debootstrap when it is not in the cache yet."""
-    key, mirror = rootfs_key(config)
+def rootfs(
+    config: BuildConfig, note: Callable[[str], None], packages: tuple[str, ...] = PACKAGES
+) -> RootFs:
+    """An offline base's tarball with ``packages``, made with debootstrap when it is not in
+    the cache yet (the container base has Python only; the VM guest adds a kernel and sshd)."""
+    key, mirror = rootfs_key(config, packages)
     with cache.locked("rootfs") as root:
         tarball = root / "rootfs" / f"{key}.tar"
         if tarball.is_file():
             return RootFs(key, tarball, config.release, mirror)
         _check_debootstrap()
-        note(f"making an offline Debian {config.release} base with debootstrap from {mirror}")
+        what = " ".join(packages)
+        note(f"making an offline Debian {config.release} ({what}) with debootstrap from {mirror}")
         tarball.parent.mkdir(parents=True, exist_ok=True)
         staging = tarball.with_suffix(".partial")
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            _debootstrap(config.release, mirror, staging)
+            _debootstrap(config.release, mirror, staging, packages)
             _trim(staging)
             _tar(staging, tarball)
         finally:
@@ -94,11 +96,11 @@ def _check_debootstrap() -> None:
         raise BuildError("offline base: debootstrap needs root", hint=hint)
 
 
-def _debootstrap(release: str, mirror: str, target: Path) -> None:
+def _debootstrap(release: str, mirror: str, target: Path, packages: tuple[str, ...]) -> None:
     command = [
         "debootstrap",
         "--variant=minbase",
-        f"--include={','.join(PACKAGES)}",
+        f"--include={','.join(packages)}",
         release,
         str(target),
         mirror,

@@ -13,8 +13,9 @@ from typing import Any
 
 import docker
 
-from bench.build import image, venv, wheelhouse
+from bench.build import guest, image, venv, wheelhouse
 from bench.build.config import BuildConfig
+from bench.build.guest import GuestImage
 from bench.build.image import BuiltImage
 from bench.build.wheelhouse import Wheelhouse
 
@@ -32,6 +33,7 @@ class Builder:
         self._wheelhouse: Wheelhouse | None = None
         self._venvs: dict[str, Path] = {}
         self._images: dict[str, BuiltImage] = {}
+        self._guest: GuestImage | None = None
         self._lock = threading.RLock()
 
     def wheelhouse(self) -> Wheelhouse:
@@ -55,6 +57,13 @@ class Builder:
                 built = image.ensure(client, self.config, self.wheelhouse(), self.note)
                 self._images[engine_url] = built
             return self._images[engine_url]
+
+    def guest(self) -> GuestImage:
+        """The matched VM guest disk, kernel and keys."""
+        with self._lock:
+            if self._guest is None:
+                self._guest = guest.ensure(self.config, self.wheelhouse(), self.note)
+            return self._guest
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``build`` entry: the wheelhouse used, when one was."""

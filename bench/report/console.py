@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import stats
+from bench.metadata import hardware
 from bench.report.units import fmt
 
 
@@ -49,18 +50,6 @@ def failures_table(cells: pd.DataFrame) -> Table | None:
     for row in failed.itertuples(index=False):
         table.add_row(str(row.cell), row.target, row.workload, str(row.repetition), row.error)
     return table
-
-
-HARDWARE_KEYS = ("cpu_model", "cores", "memory_bytes", "gpu_names")
-
-
-def hardware(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a fingerprint that describe the machine rather than its software or its
-    limits (a container's cpuset narrows the usable cores; the machine is the same)."""
-    out = {key: fingerprint.get(key) for key in HARDWARE_KEYS}
-    if isinstance(out.get("cores"), dict):
-        out["cores"] = {k: v for k, v in out["cores"].items() if k != "usable"}
-    return out
 
 
 def _describe(hw: dict[str, Any]) -> str:

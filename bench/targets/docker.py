@@ -25,7 +25,7 @@ import docker.errors
 import docker.types
 import docker.utils
 from docker.models.containers import Container
-from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from bench import interrupts
 from bench.build.builder import Builder
@@ -35,6 +35,7 @@ from bench.report.units import fmt
 from bench.targets import package, worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.dockerclient import DockerTls, Engine, connect, is_local, resolve_url, translated
+from bench.targets.sizes import Size
 from bench.targets.stream import EventStream
 
 LABEL_RUN = "bench.run_id"
@@ -42,21 +43,6 @@ LABEL_TARGET = "bench.target"
 LABEL_CONTROLLER = "bench.controller"
 GPU_HINT = "install the NVIDIA Container Toolkit on the engine's host and restart the engine"
 REMOTE_MEMORY = "remote Docker engine: host-side memory is only probed for an engine on this host"
-
-
-def _size(value: Any) -> Any:
-    """Docker's size notation (``512m``, ``4g``: binary units) or plain bytes."""
-    if isinstance(value, str):
-        try:
-            return docker.utils.parse_bytes(value)
-        except docker.errors.DockerException as exc:
-            raise ValueError(
-                f"invalid size {value!r}: use bytes or a number with k, m or g"
-            ) from exc
-    return value
-
-
-Size = Annotated[PositiveInt, BeforeValidator(_size)]
 
 
 class DockerTargetConfig(TargetConfig):

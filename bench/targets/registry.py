@@ -6,12 +6,37 @@ Kept explicit (a dict filled by imports below) rather than a metaclass registry,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Discriminator, Tag
 
 from bench.targets.base import Target, TargetConfig
 from bench.targets.docker import DockerTarget, DockerTargetConfig
 from bench.targets.local import LocalTarget, LocalTargetConfig
 from bench.targets.ssh import SshTarget, SshTargetConfig
+from bench.targets.vm import QemuVmConfig, QemuVmTarget
+from bench.targets.vmstatic import StaticVmConfig, StaticVmTarget
+
+
+def _provisioner(value: Any) -> str:
+    """``provisioner:`` of a VM target; QEMU when the suite leaves it out."""
+    if isinstance(value, dict):
+        return str(value.get("provisioner", "qemu"))
+    return str(getattr(value, "provisioner", "qemu"))
+
+
+VmConfig = Annotated[
+    Annotated[QemuVmConfig, Tag("qemu")] | Annotated[StaticVmConfig, Tag("static")],
+    Discriminator(_provisioner),
+]
+
+
+def _vm_target(config: QemuVmConfig | StaticVmConfig) -> Target:
+    if isinstance(config, QemuVmConfig):
+        return QemuVmTarget(config)
+    return StaticVmTarget(config)
 
 
 @dataclass(frozen=True)
@@ -19,8 +44,8 @@ class Kind:
     """One target kind: its suite keys and its implementation."""
 
     name: str
-    config: type[TargetConfig]
-    target: type
+    config: Any  # a TargetConfig subclass, or an annotated union of them
+    target: Callable[[Any], Target]
     summary: str
 
 
@@ -43,6 +68,13 @@ _KINDS: dict[str, Kind] = {
         DockerTarget,
         "a fresh container per repetition through the Docker Engine API, with resource limits",
     ),
+    "vm": Kind(
+        "vm",
+        VmConfig,
+        _vm_target,
+        "a virtual machine: a fresh QEMU guest per repetition (provisioner: qemu), or an "
+        "existing VM over SSH with optional start/stop commands (provisioner: static)",
+    ),
 }
 
 
@@ -56,7 +88,7 @@ def describe() -> list[Kind]:
     return list(_KINDS.values())
 
 
-def config_model(kind: str) -> type[TargetConfig]:
+def config_model(kind: str) -> Any:
     """The pydantic model that validates a target of ``kind``."""
     return _KINDS[kind].config
 

@@ -155,6 +155,14 @@ if send(signal.SIGTERM):
 """
 
 
+def worker_command(env: dict[str, str], pkg_dir: str, cell_dir: str, args: list[str]) -> str:
+    """``cd`` into the cell directory and ``exec`` the worker with its environment."""
+    env = {**env, "PYTHONPATH": pkg_dir, "PYTHONUNBUFFERED": "1", "TMPDIR": cell_dir}
+    assignments = " ".join(q(f"{k}={v}") for k, v in env.items())
+    words = " ".join(q(a) for a in args)
+    return f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)} && exec env {assignments} {words}"
+
+
 def kill_group_command(python: str, pid: int) -> str:
     """TERM, then after a 2 s grace period KILL, the process group ``pid`` leads.
 
@@ -213,6 +221,10 @@ class SshTarget:
                 f"target {self.config.name!r}: {exc.message}", hint=exc.hint
             ) from None
 
+    def _session(self) -> paramiko.SSHClient:
+        """The session a cell or the fingerprint runs in (a static VM boots first)."""
+        return self._connect()
+
     def _prepare(self, client: paramiko.SSHClient, run_id: str) -> str:
         """Check the interpreter and put the package in the run directory; its path."""
         pkg = package.build()
@@ -262,16 +274,11 @@ class SshTarget:
             raise TargetError(f"{self.label}: unpacking the worker failed: {output.strip()}")
 
     def _command(self, pkg_dir: str, cell_dir: str, args: list[str]) -> str:
-        """``cd`` into the cell directory and ``exec`` the worker with its environment."""
-        env = {**self.config.env, "PYTHONPATH": pkg_dir, "PYTHONUNBUFFERED": "1"}
-        env["TMPDIR"] = cell_dir
-        assignments = " ".join(q(f"{k}={v}") for k, v in env.items())
-        words = " ".join(q(a) for a in args)
-        return f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)} && exec env {assignments} {words}"
+        return worker_command(self.config.env, pkg_dir, cell_dir, args)
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The remote environment, from the worker's own fingerprint mode."""
-        client = self._connect()
+        client = self._session()
         try:
             pkg_dir = self._prepare(client, run_id)
             cell_dir = posixpath.join(self.run_dir(run_id), "fingerprint")
@@ -287,13 +294,13 @@ class SshTarget:
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
         """Open a fresh session and start the worker; leaving stops it and removes its files."""
-        client = self._connect()
+        client = self._session()
         deployment: SshDeployment | None = None
         cell_dir = posixpath.join(self.run_dir(run_id), f"cell-{uuid.uuid4().hex[:12]}")
         try:
             pkg_dir = self._prepare(client, run_id)
             command = self._command(pkg_dir, cell_dir, worker.run_args(self.config.python))
-            channel = _start(client, command, spec, self.label)
+            channel = start_worker(client, command, spec, self.label)
             deployment = SshDeployment(client, channel, self.label, self.config.python)
             yield deployment
         finally:
@@ -318,7 +325,7 @@ class SshTarget:
             client.close()
 
 
-def _start(
+def start_worker(
     client: paramiko.SSHClient, command: str, spec: dict[str, Any], label: str
 ) -> paramiko.Channel:
     """Start ``command`` on a new channel and send it the spec on stdin."""

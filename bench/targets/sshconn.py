@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -20,6 +21,10 @@ from pathlib import Path
 import paramiko
 
 from bench.errors import TargetError
+
+# paramiko logs every failed handshake with a traceback from its transport thread; failures
+# reach the user as one-line TargetErrors instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -120,16 +125,21 @@ def _connect_once(endpoint: Endpoint) -> paramiko.SSHClient:
     return client
 
 
-class _Retryable(TargetError):
-    """A failure to reach the host, worth another attempt."""
+class Unreachable(TargetError):
+    """A failure to reach the host, worth another attempt (a host still booting looks so)."""
+
+
+def connect_once(endpoint: Endpoint) -> paramiko.SSHClient:
+    """One attempt; ``Unreachable`` when the host did not answer, ``TargetError`` otherwise."""
+    return _translate(endpoint, _connect_once)
 
 
 def connect(endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep) -> paramiko.SSHClient:
     """An open, verified, authenticated session; retries only connection failures."""
     for attempt in range(endpoint.retries + 1):
         try:
-            return _translate(endpoint, _connect_once)
-        except _Retryable as exc:
+            return connect_once(endpoint)
+        except Unreachable as exc:
             if attempt == endpoint.retries:
                 raise TargetError(exc.message, hint=exc.hint) from None
             sleep(min(2.0**attempt, 5.0))
@@ -155,22 +165,22 @@ def _translate(
         how = f"key {endpoint.key}" if endpoint.key else "agent/default keys or password"
         raise TargetError(f"{where}: authentication failed with {how}: {exc}") from None
     except TimeoutError:
-        raise _Retryable(
+        raise Unreachable(
             f"{where}: host unreachable (no answer within {endpoint.timeout_s:g} s)"
         ) from None
     except paramiko.ssh_exception.NoValidConnectionsError as exc:
-        raise _Retryable(
+        raise Unreachable(
             f"{where}: connection refused ({_first(exc)})",
             hint="is sshd running and listening on that port?",
         ) from None
     except ConnectionRefusedError:
-        raise _Retryable(
+        raise Unreachable(
             f"{where}: connection refused", hint="is sshd running and listening on that port?"
         ) from None
     except socket.gaierror as exc:
         raise TargetError(f"{where}: cannot resolve host name: {exc.strerror}") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise _Retryable(f"{where}: SSH connection failed: {exc or type(exc).__name__}") from None
+        raise Unreachable(f"{where}: SSH connection failed: {exc or type(exc).__name__}") from None
 
 
 def _first(exc: paramiko.ssh_exception.NoValidConnectionsError) -> str:

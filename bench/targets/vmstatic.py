@@ -1,0 +1,163 @@
+"""``kind: vm, provisioner: static``: a VM that exists already (libvirt, a cloud instance),
+reached over SSH exactly like ``kind: ssh``.
+
+With ``start`` and ``stop`` commands (``virsh start NAME``, a cloud CLI call) every repetition
+boots the VM: the start command runs on the controller and ``provision`` lasts until the guest
+answers SSH and the worker starts, so a static VM's boot is measured like a QEMU guest's. The
+stop command runs after the cell, on success, failure and Ctrl-C. Without them, ``provision``
+is the SSH connection only and the manifest says that boot was not measured.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, ClassVar, Literal
+
+import paramiko
+from pydantic import Field, PositiveFloat, field_validator
+
+from bench import interrupts
+from bench.build.builder import Builder
+from bench.errors import TargetError
+from bench.targets.ssh import SshDeployment, SshTarget, SshTargetConfig
+from bench.targets.sshconn import Unreachable, connect_once
+
+RETRY_S = 1.0
+NOT_MEASURED = "not measured: no start command, so provision is the SSH connection only"
+
+
+class StaticVmConfig(SshTargetConfig):
+    """Suite keys of an existing VM: those of ``kind: ssh`` plus optional start/stop."""
+
+    kind: Literal["vm"]  # type: ignore[assignment]
+    provisioner: Literal["static"]
+    start: list[str] | None = Field(default=None, description="command that boots the VM")
+    stop: list[str] | None = Field(default=None, description="command that shuts it down")
+    boot_timeout_s: PositiveFloat = 300.0
+    command_timeout_s: PositiveFloat = 600.0
+
+    @field_validator("start", "stop", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        """A command as a string (split like a shell would, never run by one) or a list."""
+        if isinstance(value, str):
+            words = shlex.split(value)
+            if not words:
+                raise ValueError("an empty command")
+            return words
+        return value
+
+
+class StaticVmTarget(SshTarget):
+    """An SSH target whose machine may be booted and shut down around every repetition."""
+
+    kind: ClassVar[str] = "vm"
+    config: StaticVmConfig
+
+    def __init__(self, config: StaticVmConfig) -> None:
+        super().__init__(config)
+
+    @property
+    def cycles(self) -> bool:
+        """Whether each repetition boots the VM (a start command is configured)."""
+        return self.config.start is not None
+
+    def prepare(self, builder: Builder) -> dict[str, Any]:
+        """Nothing to build; records whether boot is part of ``provision``."""
+        boot = "measured: each repetition runs the start command" if self.cycles else NOT_MEASURED
+        return {"python": self.config.python, "provisioner": "static", "boot": boot}
+
+    def _session(self) -> paramiko.SSHClient:
+        """With a start command: boot, then wait for SSH; otherwise a plain connection."""
+        if not self.cycles:
+            return self._connect()
+        assert self.config.start is not None
+        deadline = time.monotonic() + self.config.boot_timeout_s
+        self._run("start", self.config.start)
+        return self._wait_for_ssh(deadline)
+
+    def _wait_for_ssh(self, deadline: float) -> paramiko.SSHClient:
+        endpoint = self.endpoint()
+        last: TargetError | None = None
+        while time.monotonic() < deadline:
+            try:
+                return connect_once(endpoint)
+            except Unreachable as exc:
+                last = exc
+            time.sleep(RETRY_S)
+        detail = last.message if last else "no attempt finished"
+        raise TargetError(
+            f"{self.label}: boot timeout: no SSH answer within "
+            f"{self.config.boot_timeout_s:g} s of the start command ({detail})"
+        )
+
+    def _run(self, what: str, command: list[str]) -> None:
+        """Run a start/stop command on the controller; a failure is one line with its output."""
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=self.config.command_timeout_s,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise TargetError(f"{self.label}: {what} command not found: {command[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise TargetError(
+                f"{self.label}: {what} command timed out after "
+                f"{self.config.command_timeout_s:g} s: {shlex.join(command)}"
+            ) from None
+        if done.returncode != 0:
+            lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+            raise TargetError(
+                f"{self.label}: {what} command failed with status {done.returncode}: {lines[-1]}"
+            )
+
+    def _stop(self) -> None:
+        if self.config.stop is not None:
+            self._run("stop", self.config.stop)
+
+    @contextmanager
+    def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
+        """As for ``kind: ssh``; a booted VM also loses the run directory (it is uploaded
+        again after the next boot) and is stopped when the cell ends."""
+        if not self.cycles:
+            with super().deploy(spec, run_id) as deployment:
+                yield deployment
+            return
+        try:
+            with super().deploy(spec, run_id) as deployment:
+                yield deployment
+        finally:
+            with interrupts.deferred():
+                self._forget(run_id)
+                self._stop()
+
+    def _forget(self, run_id: str) -> None:
+        """Remove the run directory before the VM stops (nothing remains for ``cleanup``)."""
+        with suppress(TargetError):  # a guest already down keeps nothing we started
+            SshTarget.cleanup(self, run_id)
+        self._ready.clear()
+
+    def fingerprint(self, run_id: str) -> dict[str, Any]:
+        """The VM's environment; a booted VM is stopped again afterwards."""
+        try:
+            found = super().fingerprint(run_id)
+            found["vm"] = {"provisioner": "static", "boot_measured": self.cycles}
+            return found
+        finally:
+            if self.cycles:
+                with interrupts.deferred():
+                    self._forget(run_id)
+                    self._stop()
+
+    def cleanup(self, run_id: str) -> None:
+        """A VM booted per repetition was cleaned before each stop; others as ``kind: ssh``."""
+        if not self.cycles:
+            super().cleanup(run_id)
