@@ -43,6 +43,11 @@ system_packages() {
     # (no registry is needed: bench build makes the base from the Debian mirror apt uses).
     command -v dockerd >/dev/null 2>&1 || apt_install docker.io
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    # The VM target: QEMU (system emulator and qemu-img) and mkfs.ext4 for the guest disk.
+    if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
+        apt_install qemu-system-x86 qemu-utils
+    fi
+    command -v mkfs.ext4 >/dev/null 2>&1 || apt_install e2fsprogs
 }
 
 docker_running() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }

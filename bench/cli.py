@@ -143,17 +143,17 @@ def validate(suite: Path) -> None:
 @click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
 @translate
 def build(suite: Path) -> None:
-    """Build the matched artefacts SUITE's targets ask for (build: true): the wheelhouse, the
-    bare-metal venv and the container image. Optional: bench run builds what is missing."""
+    """Build the matched artefacts SUITE's targets use: the wheelhouse, the bare-metal venv,
+    the container image and the VM guest disk. Optional: bench run builds what is missing."""
     from bench.build.builder import Builder
 
     spec = load_suite(suite)
     builder = Builder(
         spec.build, note=lambda m: err.print(f"· {m}", highlight=False, soft_wrap=True)
     )
-    wanted = [t for t in spec.targets if getattr(t, "build", False)]
+    wanted = [t for t in spec.targets if t.builds()]
     if not wanted:
-        out.print(f"{suite}: no target has build: true; nothing to build", highlight=False)
+        out.print(f"{suite}: no target uses built artefacts; nothing to build", highlight=False)
         return
     for config in wanted:
         made = registry.make_target(config).prepare(builder)
@@ -167,29 +167,39 @@ def _describe_artefacts(made: dict[str, Any]) -> str:
     image = made.get("image")
     if isinstance(image, dict):
         return f"image {image.get('tag') or image.get('ref')} ({str(image.get('id'))[:19]})"
+    guest = made.get("guest")
+    if isinstance(guest, dict):
+        accel = made.get("accel_label")
+        return f"guest disk {guest.get('path')} (kernel {guest.get('kernel')}, {accel})"
     return f"python {made.get('python')}"
 
 
 @main.command()
 @click.option("--docker-host", help="Engine to clean (default: $DOCKER_HOST or the local socket).")
-@click.option("--all", "everything", is_flag=True, help="Also remove containers of live runs.")
+@click.option("--all", "everything", is_flag=True, help="Also remove what live runs own.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @translate
 def gc(docker_host: str | None, everything: bool, dry_run: bool) -> None:
-    """Remove containers that runs left behind (e.g. after the controller was killed).
+    """Remove containers and VM guests that runs left behind (e.g. after the controller was
+    killed).
 
-    Only containers labelled by bench are touched, and by default only those whose controller
-    process is no longer running on this host.
+    Only containers labelled by bench and guests in bench's state directory are touched, and
+    by default only those whose controller process is no longer running on this host.
     """
     from bench import gc as collector
-    from bench.targets.dockerclient import connect
 
-    engine = connect(docker_host)
-    try:
-        removed = collector.containers(engine.control, everything=everything, dry_run=dry_run)
-    finally:
-        engine.close()
     verb = "would remove" if dry_run else "removed"
+    guests = collector.guests(everything=everything, dry_run=dry_run)
+    for line in guests:
+        out.print(f"{verb} {line}", highlight=False)
+    out.print(f"{verb} {len(guests)} VM guest(s)", highlight=False)
+    try:
+        removed = collector.engine_containers(docker_host, everything, dry_run)
+    except BenchError as exc:
+        if docker_host:
+            raise
+        err.print(f"containers: not checked ({exc.one_line()})", highlight=False)
+        return
     for line in removed:
         out.print(f"{verb} {line}", highlight=False)
     out.print(f"{verb} {len(removed)} container(s)", highlight=False)
@@ -199,9 +209,10 @@ def gc(docker_host: str | None, everything: bool, dry_run: bool) -> None:
 def targets() -> None:
     """List the target kinds this build can deploy to."""
     for kind in registry.describe():
-        fields = [f for f in kind.config.model_fields if f not in ("name", "kind")]
         out.print(f"[bold]{kind.name}[/]: {kind.summary}")
-        out.print(f"    keys: name, kind, {', '.join(fields)}", highlight=False)
+        for model in kind.models:
+            fields = [f for f in model.model_fields if f not in ("name", "kind")]
+            out.print(f"    keys: name, kind, {', '.join(fields)}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -222,9 +222,9 @@ class _Locator:
     def error(self, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> SuiteError:
         """The first validation error, located."""
         first = exc.errors()[0]
-        loc = self._clean(prefix + tuple(first["loc"]))
-        message = first["msg"].removeprefix("Value error, ")
         kind = first["type"]
+        loc = self._clean(prefix + tuple(first["loc"]), keep_last=kind == "missing")
+        message = first["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
             message = "unknown key"
         elif kind in ("missing", "union_tag_not_found"):
@@ -234,8 +234,9 @@ class _Locator:
             )
         elif kind == "union_tag_invalid":
             ctx = first.get("ctx", {})
-            loc = (*loc, "kind")
-            message = f"unknown kind {ctx.get('tag')!r} (available: {ctx.get('expected_tags')})"
+            key = _discriminator_key(str(ctx.get("discriminator", "'kind'")))
+            loc = (*loc, key)
+            message = f"unknown {key} {ctx.get('tag')!r} (available: {ctx.get('expected_tags')})"
         return self.at(loc, message)
 
     def at(self, loc: Sequence[Any], message: str) -> SuiteError:
@@ -245,8 +246,10 @@ class _Locator:
         where = f"{self.source}:{line}" if line else self.source
         return SuiteError(f"{where}: {_format_path(loc)}: {message}")
 
-    def _clean(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Drop the union tags pydantic inserts (e.g. 'train_step') that are not real keys."""
+    def _clean(self, loc: tuple[Any, ...], keep_last: bool = False) -> tuple[Any, ...]:
+        """Drop the union tags pydantic inserts (e.g. 'train_step', or 'qemu' for a VM that
+        leaves ``provisioner:`` out) that are not real keys; ``keep_last`` keeps a last part
+        that names a missing key."""
         out: list[Any] = []
         node = self.data
         for i, part in enumerate(loc):
@@ -254,7 +257,7 @@ class _Locator:
             if (
                 isinstance(node, dict)
                 and part not in node
-                and (not last or part == node.get("kind"))
+                and (not last or not keep_last or part == node.get("kind"))
             ):
                 continue
             out.append(part)
@@ -288,6 +291,13 @@ def _child(node: yaml.Node | None, part: Any) -> tuple[yaml.Node | None, yaml.No
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
         return None, node.value[part]
     return None
+
+
+def _discriminator_key(described: str) -> str:
+    """The key a tagged union is told apart by. pydantic describes a field discriminator as
+    ``'kind'`` and a callable one by its name, ``_provisioner()``: such a function is named
+    after the key it reads."""
+    return described.strip("'").removesuffix("()").lstrip("_") or "kind"
 
 
 def _format_path(loc: tuple[Any, ...]) -> str:

@@ -14,8 +14,19 @@ from bench.metadata import hardware
 from bench.report.units import fmt
 
 
-def summary_table(samples: pd.DataFrame, title: str) -> Table:
+def target_labels(manifest: dict[str, Any]) -> dict[str, str]:
+    """How each target is named in tables: a VM's accelerator is part of its name, because a
+    number measured under software emulation says nothing about KVM."""
+    out = {}
+    for name, entry in manifest.get("targets", {}).items():
+        accel = (entry.get("artefacts") or {}).get("accel_label")
+        out[name] = f"{name} [{accel}]" if accel else name
+    return out
+
+
+def summary_table(samples: pd.DataFrame, title: str, labels: dict[str, str] | None = None) -> Table:
     """Median and IQR of every metric, per workload and target, in suite order."""
+    labels = labels or {}
     table = Table(title=title, show_lines=False)
     for column in ("workload", "target", "metric", "n", "median", "IQR"):
         right = column in ("n", "median", "IQR")
@@ -27,7 +38,7 @@ def summary_table(samples: pd.DataFrame, title: str) -> Table:
             table.add_section()
         table.add_row(
             row.workload if key != previous else "",
-            row.target if key != previous else "",
+            labels.get(row.target, row.target) if key != previous else "",
             row.metric,
             str(row.n),
             fmt(row.median, row.unit),
@@ -89,7 +100,7 @@ def print_summary(
     manifest: dict[str, Any] | None = None,
 ) -> None:
     """Summary table, failures if any, and a note when targets differ in hardware."""
-    console.print(summary_table(samples, title))
+    console.print(summary_table(samples, title, target_labels(manifest or {})))
     failures = failures_table(cells)
     if failures is not None:
         console.print(failures)

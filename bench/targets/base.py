@@ -31,6 +31,10 @@ class TargetConfig(BaseModel):
     kind: str
     baseline: bool = False
 
+    def builds(self) -> bool:
+        """Whether the target runs matched artefacts that ``bench build`` makes."""
+        return bool(getattr(self, "build", False))
+
 
 @dataclass
 class Measurement:

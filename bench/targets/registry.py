@@ -47,6 +47,7 @@ class Kind:
     config: Any  # a TargetConfig subclass, or an annotated union of them
     target: Callable[[Any], Target]
     summary: str
+    models: tuple[type[TargetConfig], ...] = ()
 
 
 _KINDS: dict[str, Kind] = {
@@ -74,6 +75,7 @@ _KINDS: dict[str, Kind] = {
         _vm_target,
         "a virtual machine: a fresh QEMU guest per repetition (provisioner: qemu), or an "
         "existing VM over SSH with optional start/stop commands (provisioner: static)",
+        (QemuVmConfig, StaticVmConfig),
     ),
 }
 
@@ -84,8 +86,13 @@ def kinds() -> list[str]:
 
 
 def describe() -> list[Kind]:
-    """Every kind with its summary, for ``bench targets``."""
-    return list(_KINDS.values())
+    """Every kind with its summary and config models, for ``bench targets``."""
+    return [
+        kind
+        if kind.models
+        else Kind(kind.name, kind.config, kind.target, kind.summary, (kind.config,))
+        for kind in _KINDS.values()
+    ]
 
 
 def config_model(kind: str) -> Any:

@@ -64,6 +64,10 @@ class QemuVmConfig(TargetConfig):
     boot_timeout_s: PositiveFloat = 300.0
     env: dict[str, str] = {}
 
+    def builds(self) -> bool:
+        """A QEMU guest always boots the matched guest disk."""
+        return True
+
     @model_validator(mode="after")
     def _consistent(self) -> QemuVmConfig:
         """Memory a Debian guest can boot in; one pinned CPU per vCPU."""

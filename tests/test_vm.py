@@ -1,0 +1,345 @@
+"""``kind: vm, provisioner: qemu`` with real QEMU guests booted from the disk ``bench build``
+makes (under TCG here: this machine's KVM cannot run a guest), and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bench.build.builder import Builder
+from bench.build.config import BuildConfig
+from bench.results import ResultStore, load, load_cells, load_manifest
+from bench.runner import NullObserver, Runner
+from bench.suite import parse_suite
+from bench.targets import accel, qemu
+from bench.targets.vm import QemuVmConfig, QemuVmTarget
+from tests.conftest import REPO, bench_cli
+from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of
+
+pytestmark = pytest.mark.e2e
+
+VM = "{name: vm, kind: vm, vcpus: 2, memory: 1g, accel: auto}"
+TINY = """\
+workloads:
+  - {name: train, kind: train_step, model: mlp, batch_size: 8, steps: 3, warmup_steps: 1}
+  - {name: infer, kind: inference, model: mlp, requests: 6, warmup_requests: 2}
+  - {name: load, kind: data_loading, samples: 64, sample_bytes: 1024, batch_size: 16,
+     num_workers: 1, warmup_batches: 1}
+"""
+VM_ONLY = {"startup.kernel_boot_s", "mem.overhead_bytes"}
+
+
+def qemu_pids(run_id: str) -> list[int]:
+    """QEMU processes started for ``run_id`` (their -name carries it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"bench-{run_id}-".encode() in cmdline and b"qemu" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def guest_dirs(run_id: str) -> list[Path]:
+    return [d for d, _ in qemu.owners() if d.name.startswith(f"{run_id}-")]
+
+
+@pytest.fixture(scope="module")
+def guest_built(tmp_path_factory) -> str:
+    """The matched guest disk, built (or found in the cache) by ``bench build``."""
+    suite = tmp_path_factory.mktemp("build") / "suite.yaml"
+    suite.write_text(f"name: b\ntargets:\n  - {VM}\n{TINY}")
+    build = bench_cli("build", str(suite), timeout=1800)
+    assert build.returncode == 0, build.stderr
+    assert "guest disk" in build.stdout, build.stdout
+    return build.stdout
+
+
+@pytest.fixture(scope="module")
+def three_workloads(guest_built, tmp_path_factory):
+    """One run: bare metal and a guest, the three tiny workloads once each."""
+    tmp = tmp_path_factory.mktemp("vm")
+    suite = tmp / "suite.yaml"
+    suite.write_text(
+        f"name: vmrun\nrepetitions: 1\ntargets:\n"
+        f"  - {{name: bare, kind: local, baseline: true, build: true}}\n  - {VM}\n{TINY}"
+    )
+    run_id = f"v{uuid.uuid4().hex[:8]}"
+    done = bench_cli(
+        "run", str(suite), "--results-dir", str(tmp / "r"), "--run-id", run_id, timeout=1800
+    )
+    return done, run_id
+
+
+def test_guest_runs_the_three_workloads(three_workloads) -> None:
+    done, run_id = three_workloads
+    assert done.returncode == 0, done.stderr + done.stdout
+    run_dir = run_dir_of(done)
+    samples = load(run_dir)
+    for workload, metrics in EXPECTED.items():
+        got = set(samples[(samples.workload == workload) & (samples.target == "vm")]["metric"])
+        assert got == metrics | COMMON | VM_ONLY, workload
+        bare = set(samples[(samples.workload == workload) & (samples.target == "bare")]["metric"])
+        assert got - bare == VM_ONLY
+    vm = samples[samples.target == "vm"].pivot_table(
+        index="workload", columns="metric", values="value"
+    )
+    assert (vm["startup.provision_s"] > vm["startup.kernel_boot_s"]).all()
+    assert (vm["mem.host_bytes"] > vm["mem.rss_peak_bytes"]).all()
+    parts = vm["mem.host_bytes"] - vm["mem.rss_peak_bytes"]
+    assert (parts - vm["mem.overhead_bytes"]).abs().max() < 1
+    assert not qemu_pids(run_id) and not guest_dirs(run_id)
+
+
+def test_accel_is_recorded_and_labelled(three_workloads) -> None:
+    done, _ = three_workloads
+    manifest = load_manifest(run_dir_of(done))
+    made = manifest["targets"]["vm"]["artefacts"]
+    assert made["accel"] in ("kvm", "tcg") and made["accel_reason"].startswith("auto: ")
+    facts = manifest["targets"]["vm"]["fingerprint"]["vm"]
+    assert facts["accel"] == made["accel"] and facts["vcpus"] == 2
+    assert facts["memory_bytes"] == 1 << 30
+    assert manifest["targets"]["vm"]["fingerprint"]["cores"]["logical"] == 2
+    if made["accel"] == "tcg":
+        assert made["cpu"] == "max"
+        assert "vm [TCG (software emulation)]" in done.stdout
+    assert "different hardware" not in done.stdout  # the guest ran on this host
+
+
+def test_cells_record_kernel_boot_from_the_console(three_workloads) -> None:
+    done, _ = three_workloads
+    cells = load_cells(run_dir_of(done))
+    samples = load(run_dir_of(done))
+    boot = samples[samples.metric == "startup.kernel_boot_s"]["value"]
+    assert len(boot) == 3 and (boot > 0).all() and (boot < 300).all()
+    assert (cells.status == "ok").all()
+
+
+def _prepared(config: str) -> QemuVmTarget:
+    suite = parse_suite(f"name: p\ntargets:\n  - {config}\n{TINY}")
+    target = QemuVmTarget(suite.targets[0])
+    target.prepare(Builder(suite.build))
+    return target
+
+
+def test_every_repetition_boots_a_pristine_disk(guest_built) -> None:
+    target = _prepared(VM)
+    run_id = f"p{uuid.uuid4().hex[:8]}"
+    with target._booted(run_id) as (vm, client, _):
+        _, out, _ = client.exec_command("echo dirty > /root/marker && sync && echo ok")
+        assert out.read().strip() == b"ok"
+        assert vm.directory.is_dir()
+    assert not vm.directory.exists() and not vm.running()
+    with target._booted(run_id) as (_, client, _):
+        _, out, _ = client.exec_command("test -e /root/marker && echo kept || echo fresh")
+        assert out.read().strip() == b"fresh"
+    assert not qemu_pids(run_id) and not guest_dirs(run_id)
+
+
+def test_boot_timeout_tears_everything_down(guest_built, write_suite, tmp_path) -> None:
+    target = "{name: vm, kind: vm, memory: 512m, accel: tcg, boot_timeout_s: 3}"
+    suite = write_suite(f"name: slowboot\nrepetitions: 1\ntargets:\n  - {target}\n{TINY}")
+    run_id = f"t{uuid.uuid4().hex[:8]}"
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path), "--run-id", run_id)
+    assert done.returncode == 1, done.stderr
+    cells = load_cells(run_dir_of(done))
+    assert (cells.status == "failed").all()
+    assert cells.error.str.contains("boot timeout: the guest did not answer SSH").all()
+    manifest = load_manifest(run_dir_of(done))
+    assert "boot timeout" in manifest["targets"]["vm"]["fingerprint_error"]
+    assert not qemu_pids(run_id) and not guest_dirs(run_id)
+
+
+class KillGuestOnStart(NullObserver):
+    """Kills the cell's QEMU as soon as the worker has started in the guest."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.killed: list[int] = []
+
+    def cell_phase(self, cell, phase: str) -> None:
+        if phase == "provisioned":
+            for pid in qemu_pids(self.run_id):
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+
+
+def test_guest_killed_mid_run_is_reported(guest_built, tmp_path) -> None:
+    suite = parse_suite("""
+name: killed
+repetitions: 1
+targets:
+  - {name: vm, kind: vm, memory: 1g, accel: tcg}
+workloads:
+  - {name: train, kind: train_step, batch_size: 8, steps: 100000, warmup_steps: 1}
+""")
+    run_id = f"k{uuid.uuid4().hex[:8]}"
+    store = ResultStore(tmp_path, suite.name, run_id)
+    observer = KillGuestOnStart(run_id)
+    summary = Runner(suite, store, observer).run()
+    assert summary.failed == 1 and observer.killed
+    error = load_cells(store.path).error.iloc[0]
+    assert "the guest's QEMU process exited (status -9)" in error, error
+    assert not qemu_pids(run_id) and not guest_dirs(run_id)
+
+
+def test_ctrl_c_during_boot_leaves_no_guest(guest_built, write_suite, tmp_path) -> None:
+    suite = write_suite(f"name: intr\nrepetitions: 1\ntargets:\n  - {VM}\n{TINY}")
+    run_id = f"i{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(suite), "--results-dir",
+         str(tmp_path), "--run-id", run_id],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    end = time.monotonic() + 300
+    while not qemu_pids(run_id):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert not qemu_pids(run_id) and not guest_dirs(run_id)
+    assert load_manifest(tmp_path / "intr" / run_id)["status"] == "interrupted"
+
+
+ORPHAN = """
+import sys, time
+from pathlib import Path
+from bench.targets.qemu import Guest, Machine
+g = Path(sys.argv[1])
+machine = Machine(binary="qemu-system-x86_64", accel="tcg", cpu="max", vcpus=1,
+    memory_mib=256, disk_cache="writeback", kernel=g / "vmlinuz", initrd=g / "initrd.img",
+    disk=g / "disk.img", package_disk=Path(sys.argv[2]))
+Guest(machine, sys.argv[3], "t", "t").start()
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_gc_removes_orphaned_guests_only(guest_built, tmp_path) -> None:
+    target = _prepared(VM)
+    prepared = target._ready()
+    env = {**os.environ, "BENCH_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
+    run_id = f"g{uuid.uuid4().hex[:8]}"
+    args = [str(prepared.image.path), str(prepared.machine.package_disk)]
+    controllers = []
+    for name in ("orphan", "live"):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ORPHAN, *args, f"{run_id}{name}"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        controllers.append(proc)
+    orphan, live = controllers
+    try:
+        orphan.kill()  # the controller dies; its QEMU (own session) survives
+        orphan.wait()
+        assert qemu_pids(f"{run_id}orphan")
+        gc = [sys.executable, "-m", "bench.cli", "gc"]
+        done = subprocess.run(gc, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert f"{run_id}orphan" in done.stdout and f"{run_id}live" not in done.stdout
+        assert "removed 1 VM guest(s)" in done.stdout
+        _wait_gone(f"{run_id}orphan")
+        assert qemu_pids(f"{run_id}live")
+        remaining = [p.name for p in (tmp_path / "state" / "vms").iterdir()]
+        assert len(remaining) == 1 and remaining[0].startswith(f"{run_id}live")
+        done = subprocess.run(
+            [*gc, "--all"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+        )
+        assert "removed 1 VM guest(s)" in done.stdout
+        _wait_gone(f"{run_id}live")
+    finally:
+        live.kill()
+        for pid in qemu_pids(run_id):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait_gone(run_id: str, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while qemu_pids(run_id):
+        assert time.monotonic() < end, f"QEMU of {run_id} still running"
+        time.sleep(0.1)
+
+
+def test_vcpu_threads_are_pinned(guest_built) -> None:
+    target = _prepared("{name: vm, kind: vm, vcpus: 2, memory: 512m, pin_vcpus: [1, 0]}")
+    vm = qemu.Guest(target._ready().machine, f"n{uuid.uuid4().hex[:8]}", "vm", "vm")
+    try:
+        vm.start()
+        assert vm.process is not None
+        threads = qemu.vcpu_threads(vm.process.pid)
+        assert os.sched_getaffinity(threads[0]) == {1}
+        assert os.sched_getaffinity(threads[1]) == {0}
+    finally:
+        vm.destroy()
+    assert not vm.directory.exists()
+
+
+def test_accel_probe_is_bounded_and_cached(guest_built, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
+    target = _prepared("{name: vm, kind: vm, accel: tcg}")
+    kernel = target._ready().image.kernel
+    started = time.monotonic()
+    problem = accel.probe("qemu-system-x86_64", kernel, "host", timeout_s=5)
+    assert time.monotonic() - started < 10
+    assert problem is None or isinstance(problem, str)
+    first = accel.choose("auto", "qemu-system-x86_64", kernel, "host")
+    started = time.monotonic()
+    again = accel.choose("auto", "qemu-system-x86_64", kernel, "host")
+    assert again == first and time.monotonic() - started < 1  # cached for this boot
+    assert accel.choose("tcg", "qemu-system-x86_64", kernel, "max").name == "tcg"
+    if not Path("/dev/kvm").exists():
+        assert "does not exist" in first.reason
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("{name: v, kind: vm, vcpus: 2, pin_vcpus: [0]}", "pin_vcpus lists 1 CPUs for 2 vCPUs"),
+        ("{name: v, kind: vm, memory: 100m}", "at least 256m"),
+        ("{name: v, kind: vm, accel: hvf}", "targets[0].accel"),
+        ("{name: v, kind: vm, disk_cache: fast}", "targets[0].disk_cache"),
+        ("{name: v, kind: vm, vcpu: 2}", "targets[0].vcpu: unknown key"),
+    ],
+)
+def test_bad_vm_keys_exit_2(write_suite, target: str, message: str) -> None:
+    suite = write_suite(f"name: bad\ntargets:\n  - {target}\n{TINY}")
+    done = bench_cli("validate", str(suite))
+    assert done.returncode == 2, done.stdout
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "suite.yaml:3" in done.stderr
+
+
+def test_unknown_pin_cpu_fails_prepare_clearly(guest_built) -> None:
+    config = QemuVmConfig.model_validate(
+        {"name": "v", "kind": "vm", "vcpus": 1, "pin_vcpus": [4096]}
+    )
+    with pytest.raises(Exception, match=r"pin_vcpus names CPUs \[4096\] that are not usable"):
+        QemuVmTarget(config).prepare(Builder(BuildConfig()))
+
+
+def test_owner_file_names_the_controller(guest_built) -> None:
+    target = _prepared("{name: vm, kind: vm, memory: 512m, accel: tcg}")
+    vm = qemu.Guest(target._ready().machine, f"o{uuid.uuid4().hex[:8]}", "vm", "vm")
+    try:
+        vm.start()
+        owner = json.loads((vm.directory / qemu.OWNER_FILE).read_text())
+        assert owner["controller"] == qemu.controller_label()
+        assert vm.process is not None and owner["qemu_pid"] == vm.process.pid
+    finally:
+        vm.destroy()
