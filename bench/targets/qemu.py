@@ -19,7 +19,7 @@ import subprocess
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +153,10 @@ class Guest:
         QEMU are errors that quote the console.
 
         Connections go out when the guest's init reports sshd starting (read from the serial
-        console) and, blind, every two seconds otherwise: QEMU's user network accepts on the
-        host port long before the guest listens, so an early attempt would sit in a
-        retransmit timer and distort the measured boot time.
+        console) and, blind and with a short timeout, every two seconds otherwise: QEMU's user
+        network accepts on the host port long before the guest listens, so an early attempt
+        given a long timeout would sit in a retransmit timer and distort the measured boot
+        time. No attempt outlives the boot deadline.
         """
         last_try = time.monotonic()
         while True:
@@ -168,10 +169,13 @@ class Guest:
                     hint="raise boot_timeout_s (software emulation boots slowly) or check "
                     "extra_args",
                 )
-            if SSHD_MARK in self._read_console() or now - last_try >= BLIND_RETRY_S:
+            marked = SSHD_MARK in self._read_console()
+            if marked or now - last_try >= BLIND_RETRY_S:
                 last_try = now
+                limit = endpoint.timeout_s if marked else BLIND_RETRY_S
+                attempt = replace(endpoint, timeout_s=max(0.1, min(limit, deadline - now)))
                 try:
-                    return connect_once(endpoint)
+                    return connect_once(attempt)
                 except Unreachable:
                     pass
             time.sleep(POLL_S)

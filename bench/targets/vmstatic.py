@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Literal
 
 import paramiko
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from bench import interrupts
 from bench.build.builder import Builder
@@ -50,6 +50,14 @@ class StaticVmConfig(SshTargetConfig):
                 raise ValueError("an empty command")
             return words
         return value
+
+    @model_validator(mode="after")
+    def _paired(self) -> StaticVmConfig:
+        """A VM booted per repetition must also be shut down (and the reverse): one without
+        the other would leave it running or try to boot it while it runs."""
+        if (self.start is None) != (self.stop is None):
+            raise ValueError("start and stop go together: give both commands or neither")
+        return self
 
 
 class StaticVmTarget(SshTarget):
@@ -88,6 +96,10 @@ class StaticVmTarget(SshTarget):
                 return connect_once(endpoint)
             except Unreachable as exc:
                 last = exc
+            except TargetError as exc:  # authentication, host key: final, named like _connect's
+                raise TargetError(
+                    f"target {self.config.name!r}: {exc.message}", hint=exc.hint
+                ) from None
             time.sleep(RETRY_S)
         detail = last.message if last else "no attempt finished"
         raise TargetError(
@@ -134,9 +146,19 @@ class StaticVmTarget(SshTarget):
         try:
             with super().deploy(spec, run_id) as deployment:
                 yield deployment
-        finally:
-            with interrupts.deferred():
-                self._forget(run_id)
+        except BaseException:
+            self._shut_down(run_id, quiet=True)  # the cell's own error is the one to report
+            raise
+        self._shut_down(run_id, quiet=False)
+
+    def _shut_down(self, run_id: str, quiet: bool) -> None:
+        """Forget the run directory and run the stop command, whatever else is going on."""
+        with interrupts.deferred():
+            self._forget(run_id)
+            if not quiet:
+                self._stop()
+                return
+            with suppress(TargetError):
                 self._stop()
 
     def _forget(self, run_id: str) -> None:
@@ -147,15 +169,16 @@ class StaticVmTarget(SshTarget):
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The VM's environment; a booted VM is stopped again afterwards."""
+        if not self.cycles:
+            vm = {"provisioner": "static", "boot_measured": False}
+            return {**super().fingerprint(run_id), "vm": vm}
         try:
             found = super().fingerprint(run_id)
-            found["vm"] = {"provisioner": "static", "boot_measured": self.cycles}
-            return found
-        finally:
-            if self.cycles:
-                with interrupts.deferred():
-                    self._forget(run_id)
-                    self._stop()
+        except BaseException:
+            self._shut_down(run_id, quiet=True)
+            raise
+        self._shut_down(run_id, quiet=False)
+        return {**found, "vm": {"provisioner": "static", "boot_measured": True}}
 
     def cleanup(self, run_id: str) -> None:
         """A VM booted per repetition was cleaned before each stop; others as ``kind: ssh``."""
