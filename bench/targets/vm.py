@@ -40,6 +40,7 @@ from bench.targets.sshconn import Endpoint
 MiB = 1 << 20
 CELL_DIR = guest_build.WORKDIR + "/bench-cell"
 LIB = guest_build.LIB
+FINGERPRINT_TIMEOUT_S = 900.0  # imports torch: tens of seconds under emulation
 SSH_TIMEOUT_S = 60.0  # sshd re-executes itself per connection: seconds under emulation
 DiskCache = Literal["writeback", "none", "writethrough", "directsync", "unsafe"]
 
@@ -267,7 +268,8 @@ class QemuVmTarget:
         with self._booted(run_id) as (_, client, _):
             args = worker.fingerprint_args(guest_build.PYTHON)
             cell = guest_build.WORKDIR + "/bench-fingerprint"
-            status, output = execute(client, worker_command(self.config.env, LIB, cell, args))
+            command = worker_command(self.config.env, LIB, cell, args)
+            status, output = execute(client, command, timeout=FINGERPRINT_TIMEOUT_S)
         if status != 0:
             last = output.strip().splitlines()[-1:] or ["?"]
             raise TargetError(f"{self.label}: fingerprint failed: {last[0]}")
