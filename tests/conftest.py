@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.sshd import SshServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,3 +41,19 @@ def bench_cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         check=False,
         **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[SshServer]:
+    """A private OpenSSH server on a loopback port, for a module's SSH and static-VM tests."""
+    srv = SshServer(tmp_path_factory.mktemp("sshd")).setup().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def remote_dir(tmp_path: Path) -> Path:
+    """The remote workdir (same machine, so tests can inspect what the harness left)."""
+    path = tmp_path / "remote"
+    path.mkdir()
+    return path

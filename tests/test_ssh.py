@@ -30,21 +30,6 @@ TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 6, warmup_steps: 
 INFER = "{name: infer, kind: inference, model: mlp, requests: 10, warmup_requests: 2}"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> SshServer:
-    srv = SshServer(tmp_path_factory.mktemp("sshd")).setup().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def remote_dir(tmp_path: Path) -> Path:
-    """The remote workdir (same machine, so tests can inspect what the harness left)."""
-    path = tmp_path / "remote"
-    path.mkdir()
-    return path
-
-
 def suite(tmp_path: Path, targets: list[str], workloads: list[str], reps: int = 1) -> Path:
     path = tmp_path / f"suite-{uuid.uuid4().hex[:6]}.yaml"
     body = f"name: sshtest\nrepetitions: {reps}\ntargets:\n"

@@ -60,21 +60,6 @@ while [ -e {pidfile} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> SshServer:
-    srv = SshServer(tmp_path_factory.mktemp("sshd")).setup().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def remote_dir(tmp_path: Path) -> Path:
-    """The remote workdir (same machine, so tests can inspect what the harness left)."""
-    path = tmp_path / "remote"
-    path.mkdir()
-    return path
-
-
 @pytest.fixture
 def vm(tmp_path: Path):
     """An sshd that is configured but not running: the start command brings it up."""
