@@ -16,6 +16,7 @@ import pytest
 
 from bench.build.builder import Builder
 from bench.build.config import BuildConfig
+from bench.errors import TargetError
 from bench.results import ResultStore, load, load_cells, load_manifest
 from bench.runner import NullObserver, Runner
 from bench.suite import parse_suite
@@ -329,7 +330,7 @@ def test_unknown_pin_cpu_fails_prepare_clearly(guest_built) -> None:
     config = QemuVmConfig.model_validate(
         {"name": "v", "kind": "vm", "vcpus": 1, "pin_vcpus": [4096]}
     )
-    with pytest.raises(Exception, match=r"pin_vcpus names CPUs \[4096\] that are not usable"):
+    with pytest.raises(TargetError, match=r"pin_vcpus names CPUs \[4096\] that are not usable"):
         QemuVmTarget(config).prepare(Builder(BuildConfig()))
 
 
