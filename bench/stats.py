@@ -1,32 +1,150 @@
-"""Summaries of repeated measurements.
+"""Summaries of repeated measurements, and comparisons of a target with the baseline.
 
 Benchmarks on shared machines have skewed, outlier-prone distributions, so summaries are
-robust ones: the median and the interquartile range, never a mean alone.
+robust ones: the median and the interquartile range, never a mean alone. Uncertainty is a
+nonparametric bootstrap confidence interval of the median (benchmark times are not normal),
+and a comparison is a ratio of medians with its own bootstrap interval: when that interval
+contains 1.0 the honest statement is "no measurable difference", not a percentage.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 GROUP = ["workload", "target", "metric", "unit"]
+CONFIDENCE = 0.95
+RESAMPLES = 10_000
+MIN_FOR_CI = 3  # fewer repetitions give no meaningful interval
+OUTLIER_Z = 3.5  # Iglewicz and Hoaglin's cut-off for the modified z-score
+COLUMNS = [*GROUP, "n", "median", "q1", "q3", "iqr", "min", "max", "ci_low", "ci_high", "outliers"]
+
+
+def _median(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(samples[0], axis=axis)
+
+
+def _ratio(target: np.ndarray, baseline: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(target, axis=axis) / np.median(baseline, axis=axis)
+
+
+def median_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float] | None:
+    """Bootstrap 95% interval of the median; None with fewer than ``MIN_FOR_CI`` values.
+
+    Percentile intervals rather than BCa: with a handful of repetitions BCa's acceleration
+    estimate is unstable and fails outright when values repeat.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < MIN_FOR_CI:
+        return None
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap(
+        (values,), _median, vectorized=True, n_resamples=RESAMPLES, method="percentile",
+        confidence_level=CONFIDENCE, rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    interval = result.confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+def outliers(values: np.ndarray) -> np.ndarray:
+    """Which values are outliers by the MAD-based modified z-score (kept, only flagged).
+
+    When more than half the values are equal the MAD is zero; then any value that differs
+    from the median is flagged, which is what the score tends to in the limit.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < MIN_FOR_CI:
+        return np.zeros(len(values), dtype=bool)
+    deviation = np.abs(values - np.median(values))
+    mad = np.median(deviation)
+    if mad == 0:
+        return deviation > 0
+    return 0.6745 * deviation / mad > OUTLIER_Z
 
 
 def summarize(samples: pd.DataFrame) -> pd.DataFrame:
-    """Median, quartiles, IQR and count per workload, target and metric.
+    """Median, quartiles, IQR, range, CI of the median and outlier count per workload, target
+    and metric.
 
     The result keeps the order in which workloads and targets first appear in ``samples`` (the
     suite's order), which is the order users wrote and expect to read.
     """
     if samples.empty:
-        return pd.DataFrame(columns=[*GROUP, "n", "median", "q1", "q3", "iqr"])
-    grouped = samples.groupby(GROUP, sort=False)["value"]
-    out = pd.DataFrame(
-        {
-            "n": grouped.count(),
-            "median": grouped.median(),
-            "q1": grouped.quantile(0.25),
-            "q3": grouped.quantile(0.75),
-        }
-    )
-    out["iqr"] = out["q3"] - out["q1"]
-    return out.reset_index()
+        return pd.DataFrame(columns=COLUMNS)
+    rows = []
+    for key, group in samples.groupby(GROUP, sort=False):
+        values = group["value"].to_numpy(dtype=float)
+        interval = median_ci(values)
+        q1, q3 = np.quantile(values, [0.25, 0.75])
+        rows.append(
+            (*key, len(values), float(np.median(values)), float(q1), float(q3),
+             float(q3 - q1), float(values.min()), float(values.max()),
+             interval[0] if interval else np.nan, interval[1] if interval else np.nan,
+             int(outliers(values).sum()))
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A target's median over the baseline's, with its bootstrap interval (None: too few)."""
+
+    ratio: float
+    low: float | None
+    high: float | None
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the interval excludes 1.0 (no interval: not established either way)."""
+        return self.low is not None and self.high is not None and not self.low <= 1.0 <= self.high
+
+    def describe(self) -> str:
+        """'1.052 [0.959, 1.211]: no measurable difference' or '+8.3% [+5.1%, +11.2%]'."""
+        if self.low is None or self.high is None:
+            return f"{self.ratio:.3f} (too few repetitions for an interval)"
+        if not self.measurable:
+            return f"{self.ratio:.3f} [{self.low:.3f}, {self.high:.3f}]: no measurable difference"
+        return f"{self.ratio - 1:+.1%} [{self.low - 1:+.1%}, {self.high - 1:+.1%}]"
+
+
+def ratio(target: np.ndarray, baseline: np.ndarray, seed: int = 0) -> Ratio | None:
+    """Median(target) / median(baseline) with a bootstrap interval resampling each side
+    independently; None when the baseline's median is zero."""
+    target = np.asarray(target, dtype=float)
+    baseline = np.asarray(baseline, dtype=float)
+    if len(target) == 0 or len(baseline) == 0 or np.median(baseline) == 0:
+        return None
+    point = float(np.median(target) / np.median(baseline))
+    if min(len(target), len(baseline)) < MIN_FOR_CI:
+        return Ratio(point, None, None)
+    if np.ptp(target) == 0 and np.ptp(baseline) == 0:
+        return Ratio(point, point, point)
+    result = stats.bootstrap(
+        (target, baseline), _ratio, paired=False, vectorized=True, n_resamples=RESAMPLES,
+        method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    interval = result.confidence_interval
+    return Ratio(point, float(interval.low), float(interval.high))
+
+
+def overhead(samples: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Every other target's ratio to ``baseline`` per workload and metric, in suite order."""
+    columns = ["workload", "target", "metric", "unit", "ratio", "ci_low", "ci_high", "verdict"]
+    rows = []
+    for (workload, metric, unit), group in samples.groupby(
+        ["workload", "metric", "unit"], sort=False
+    ):
+        base = group[group.target == baseline]["value"].to_numpy(dtype=float)
+        for target, values in group[group.target != baseline].groupby("target", sort=False):
+            found = ratio(values["value"].to_numpy(dtype=float), base)
+            if found is None:
+                continue
+            rows.append(
+                (workload, target, metric, unit, found.ratio, found.low, found.high,
+                 found.describe())
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)

@@ -1,12 +1,13 @@
-"""Summaries: median and IQR per workload, target and metric, in suite order."""
+"""Summaries (median, IQR, bootstrap CI of the median, MAD outliers) and ratios to a baseline."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench.report.units import fmt
-from bench.stats import summarize
+from bench.stats import median_ci, outliers, overhead, ratio, summarize
 
 
 def frame(rows):
@@ -70,3 +71,63 @@ def test_hardware_note_only_when_targets_differ() -> None:
     assert "a: Xeon, 2 cores, 16 GiB" in note and "b: EPYC, 2 cores, 16 GiB, GPUs: H100" in note
     failed = {"targets": {"a": {"fingerprint": box}, "b": {"fingerprint_error": "down"}}}
     assert hardware_note(failed) is None
+
+
+def test_summary_has_range_interval_and_outliers() -> None:
+    rows = [("w", "t", "m", "s", v) for v in (10.0, 10.2, 9.9, 10.1, 10.0, 25.0)]
+    out = summarize(frame(rows)).iloc[0]
+    assert out["min"] == 9.9 and out["max"] == 25.0
+    assert out["ci_low"] <= out["median"] <= out["ci_high"]
+    assert out["ci_high"] < 25.0  # the median's interval is not dragged by the outlier
+    assert out["outliers"] == 1
+
+
+def test_no_interval_below_three_values() -> None:
+    out = summarize(frame([("w", "t", "m", "s", 1.0), ("w", "t", "m", "s", 2.0)])).iloc[0]
+    assert np.isnan(out["ci_low"]) and np.isnan(out["ci_high"])
+    assert median_ci(np.array([1.0, 2.0])) is None
+
+
+def test_median_interval_covers_the_true_median_about_95_percent() -> None:
+    rng = np.random.default_rng(1)
+    hits = 0
+    for trial in range(200):
+        values = rng.lognormal(mean=0.0, sigma=0.3, size=15)  # skewed, true median 1.0
+        low, high = median_ci(values, seed=trial)
+        hits += low <= 1.0 <= high
+    assert 0.88 <= hits / 200 <= 0.995
+
+
+def test_outliers_by_modified_z_score() -> None:
+    values = np.array([1.0, 1.1, 0.9, 1.05, 0.95, 5.0])
+    assert outliers(values).tolist() == [False] * 5 + [True]
+    assert not outliers(np.array([1.0, 1.1, 0.9, 1.05])).any()
+    assert outliers(np.array([2.0, 2.0, 2.0, 3.0])).tolist() == [False, False, False, True]
+
+
+def test_identical_targets_show_no_measurable_difference() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(100, 3, 10), rng.normal(100, 3, 10)
+    found = ratio(a, b)
+    assert found is not None and not found.measurable
+    assert "no measurable difference" in found.describe()
+
+
+def test_a_clear_slowdown_is_measurable() -> None:
+    rng = np.random.default_rng(3)
+    base, slow = rng.normal(100, 1, 10), rng.normal(90, 1, 10)
+    found = ratio(slow, base)
+    assert found is not None and found.measurable and found.high < 1.0
+    assert found.describe().startswith("-10.")
+
+
+def test_overhead_table_compares_with_the_baseline() -> None:
+    rows = [("w", "base", "tput", "samples/s", v) for v in (100.0, 101.0, 99.0, 100.5)]
+    rows += [("w", "ctr", "tput", "samples/s", v) for v in (80.0, 81.0, 79.0, 80.5)]
+    out = overhead(frame(rows), "base")
+    assert out[["workload", "target", "metric"]].values.tolist() == [["w", "ctr", "tput"]]
+    row = out.iloc[0]
+    assert row["ratio"] == pytest.approx(80.25 / 100.25)
+    assert row["ci_low"] < row["ratio"] < row["ci_high"] < 1.0
+    assert ratio(np.array([1.0, 2.0]), np.array([1.0, 2.0, 3.0])).low is None
+    assert ratio(np.array([1.0]), np.array([0.0])) is None

@@ -28,8 +28,8 @@ def summary_table(samples: pd.DataFrame, title: str, labels: dict[str, str] | No
     """Median and IQR of every metric, per workload and target, in suite order."""
     labels = labels or {}
     table = Table(title=title, show_lines=False)
-    for column in ("workload", "target", "metric", "n", "median", "IQR"):
-        right = column in ("n", "median", "IQR")
+    for column in ("workload", "target", "metric", "n", "median", "95% CI of median", "IQR"):
+        right = column not in ("workload", "target", "metric")
         table.add_column(column, justify="right" if right else "left", no_wrap=True)
     previous = None
     for row in stats.summarize(samples).itertuples(index=False):
@@ -40,12 +40,25 @@ def summary_table(samples: pd.DataFrame, title: str, labels: dict[str, str] | No
             row.workload if key != previous else "",
             labels.get(row.target, row.target) if key != previous else "",
             row.metric,
-            str(row.n),
+            _count(row.n, row.outliers),
             fmt(row.median, row.unit),
+            _interval(row.ci_low, row.ci_high, row.unit),
             fmt(row.iqr, row.unit),
         )
         previous = key
     return table
+
+
+def _count(n: int, flagged: int) -> str:
+    """The repetition count, with outliers (kept in the statistics) flagged."""
+    return f"{n} ({flagged} outlier{'s' if flagged > 1 else ''})" if flagged else str(n)
+
+
+def _interval(low: float, high: float, unit: str) -> str:
+    """'[a, b]', or a dash when there were too few repetitions for an interval."""
+    if pd.isna(low) or pd.isna(high):
+        return "—"
+    return f"[{fmt(low, unit)}, {fmt(high, unit)}]"
 
 
 def failures_table(cells: pd.DataFrame) -> Table | None:
