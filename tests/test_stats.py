@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
+from bench.report.console import print_summary
 from bench.report.units import fmt
 from bench.stats import median_ci, outliers, overhead, ratio, summarize
 
@@ -131,3 +133,27 @@ def test_overhead_table_compares_with_the_baseline() -> None:
     assert row["ci_low"] < row["ratio"] < row["ci_high"] < 1.0
     assert ratio(np.array([1.0, 2.0]), np.array([1.0, 2.0, 3.0])).low is None
     assert ratio(np.array([1.0]), np.array([0.0])) is None
+
+
+def _printed(samples: pd.DataFrame, manifest: dict) -> str:
+    console = Console(record=True, width=200)
+    print_summary(console, samples, pd.DataFrame(), "t", manifest)
+    return console.export_text()
+
+
+def test_summary_compares_targets_with_the_baseline() -> None:
+    rows = [("w", "base", "train.throughput", "samples/s", v) for v in (100.0, 101, 99, 100)]
+    rows += [("w", "same", "train.throughput", "samples/s", v) for v in (100.0, 99, 101, 100)]
+    rows += [("w", "slow", "train.throughput", "samples/s", v) for v in (90.0, 90.5, 89.5, 90)]
+    rows += [("w", "slow", "cpu.util_pct", "%", v) for v in (90.0, 90.5, 89.5, 90)]
+    samples = frame(rows)
+    targets = [{"name": "base", "baseline": True}, {"name": "same"}, {"name": "slow"}]
+    text = _printed(samples, {"suite": {"targets": targets}})
+    assert "compared with the baseline 'base'" in text
+    same = next(line for line in text.splitlines() if "same" in line and "no measurable" in line)
+    assert "train.throughput" in same
+    slow = next(line for line in text.splitlines() if "slow" in line and "[-" in line)
+    assert "-10.0%" in slow
+    assert "cpu.util_pct" not in text.split("compared with")[1]  # key metrics only
+    off = _printed(samples, {"suite": {"targets": targets, "overhead": False}})
+    assert "compared with" not in off

@@ -61,6 +61,36 @@ def _interval(low: float, high: float, unit: str) -> str:
     return f"[{fmt(low, unit)}, {fmt(high, unit)}]"
 
 
+KEY_METRICS = (
+    "startup.total_s",
+    "train.throughput",
+    "train.step_time_s",
+    "infer.throughput",
+    "infer.latency_p50_s",
+    "infer.latency_p99_s",
+    "data.throughput",
+    "mem.host_bytes",
+)
+
+
+def overhead_table(
+    samples: pd.DataFrame, baseline: str, labels: dict[str, str] | None = None
+) -> Table | None:
+    """Each target's key metrics as a ratio to the baseline's, with the ratio's 95% CI; None
+    when there is nothing to compare."""
+    keyed = samples[samples["metric"].isin(KEY_METRICS)]
+    found = stats.overhead(keyed, baseline)
+    if found.empty:
+        return None
+    labels = labels or {}
+    table = Table(title=f"compared with the baseline {baseline!r} (ratio of medians, 95% CI)")
+    for column in ("workload", "target", "metric", "target / baseline"):
+        table.add_column(column, no_wrap=column != "target / baseline")
+    for row in found.itertuples(index=False):
+        table.add_row(row.workload, labels.get(row.target, row.target), row.metric, row.verdict)
+    return table
+
+
 def failures_table(cells: pd.DataFrame) -> Table | None:
     """The cells that failed and why, or None when all succeeded."""
     if cells.empty or "status" not in cells:
@@ -113,10 +143,23 @@ def print_summary(
     manifest: dict[str, Any] | None = None,
 ) -> None:
     """Summary table, failures if any, and a note when targets differ in hardware."""
-    console.print(summary_table(samples, title, target_labels(manifest or {})))
+    labels = target_labels(manifest or {})
+    console.print(summary_table(samples, title, labels))
+    baseline = _baseline(manifest or {})
+    comparison = overhead_table(samples, baseline, labels) if baseline else None
+    if comparison is not None:
+        console.print(comparison)
     failures = failures_table(cells)
     if failures is not None:
         console.print(failures)
     note = hardware_note(manifest or {})
     if note:
         console.print(note, style="yellow", highlight=False)
+
+
+def _baseline(manifest: dict[str, Any]) -> str | None:
+    """The suite's baseline target, unless the suite turned comparisons off."""
+    suite = manifest.get("suite", {})
+    if suite.get("overhead") is False:
+        return None
+    return next((t["name"] for t in suite.get("targets", []) if t.get("baseline")), None)
