@@ -112,7 +112,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def _print_run(path: Path) -> None:
     manifest = results.load_manifest(path)
     title = f"{manifest['suite']['name']} · run {manifest['run_id']} · median, its 95% CI and IQR"
-    print_summary(out, results.load(path), results.load_cells(path), title, manifest)
+    samples, cells, raw = results.load(path), results.load_cells(path), results.load_raw(path)
+    print_summary(out, samples, cells, title, manifest, raw)
 
 
 @main.command()

@@ -9,7 +9,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench import stats
+from bench import stability, stats
 from bench.metadata import hardware
 from bench.report.units import fmt
 
@@ -141,8 +141,10 @@ def print_summary(
     cells: pd.DataFrame,
     title: str,
     manifest: dict[str, Any] | None = None,
+    raw: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Summary table, failures if any, and a note when targets differ in hardware."""
+    """Summary table, the comparison with the baseline, failures if any, stability warnings,
+    and a note when targets differ in hardware."""
     labels = target_labels(manifest or {})
     console.print(summary_table(samples, title, labels))
     baseline = _baseline(manifest or {})
@@ -152,6 +154,8 @@ def print_summary(
     failures = failures_table(cells)
     if failures is not None:
         console.print(failures)
+    for warning in stability.warnings(samples, raw):
+        console.print(f"warning: {warning}", style="yellow", highlight=False)
     note = hardware_note(manifest or {})
     if note:
         console.print(note, style="yellow", highlight=False)

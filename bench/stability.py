@@ -1,0 +1,101 @@
+"""Warnings about how far a run's numbers can be trusted, each saying what to do about it.
+
+A median with a confidence interval still misleads when the repetitions disagree wildly, when
+the first repetition paid for cold caches, or when iterations were still speeding up after the
+warmup: these are properties of the measurement, not of the targets, and a user acts on them by
+changing the suite (more repetitions, pinned CPUs, longer warmup), so that is what they say.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.stats import GROUP, MIN_FOR_CI
+
+CV_LIMIT = 0.10  # repetitions varying more than this (std / mean) are flagged
+COLD_FACTOR = 1.5  # first repetition this much worse than the rest's median
+WARMING_FACTOR = 0.85  # last third of iterations this much faster than the first third
+MIN_ITERATIONS = 9  # fewer per-iteration values say nothing about a trend
+TIME_UNITS = {"s"}
+RATE_UNITS = {"samples/s", "queries/s", "bytes/s"}
+RAW_SERIES = ("step_time_s", "latency_s", "batch_time_s")
+
+
+def warnings(samples: pd.DataFrame, raw: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Every stability warning of a run, one line per kind of problem per workload and target,
+    in suite order."""
+    if samples.empty:
+        return []
+    spread: dict[tuple[str, str], list[str]] = {}
+    cold: dict[tuple[str, str], list[str]] = {}
+    for key, group in samples.groupby(GROUP, sort=False):
+        ordered = group.sort_values("repetition")["value"].to_numpy(dtype=float)
+        cv, factor = _variation(key[3], ordered), _cold_factor(key[3], ordered)
+        if cv is not None:
+            spread.setdefault(key[:2], []).append(f"{key[2]} {cv:.0%}")
+        if factor is not None:
+            cold.setdefault(key[:2], []).append(f"{key[2]} {factor:.1f}x")
+    out = _too_few(samples)
+    out += [
+        f"{w} on {t}: repetitions vary by more than {CV_LIMIT:.0%} (coefficient of variation: "
+        f"{', '.join(found)}); increase repetitions, pin CPUs (cpuset, pin_vcpus) and stop "
+        "other load on the machine"
+        for (w, t), found in spread.items()
+    ]
+    out += [
+        f"{w} on {t}: the first repetition is much worse than the rest ({', '.join(found)}: "
+        "cold caches); run a throw-away repetition first or compare warm repetitions only"
+        for (w, t), found in cold.items()
+    ]
+    return out + _still_warming(raw or {})
+
+
+def _too_few(samples: pd.DataFrame) -> list[str]:
+    repetitions = samples.groupby(["workload", "target"])["repetition"].nunique().min()
+    if repetitions >= MIN_FOR_CI:
+        return []
+    return [
+        f"only {repetitions} repetition(s): no confidence intervals and no outlier flags; "
+        f"set repetitions: 5 or more for numbers you can compare"
+    ]
+
+
+def _variation(unit: str, values: np.ndarray) -> float | None:
+    """The coefficient of variation of a time or rate when it exceeds the limit, else None."""
+    if unit not in TIME_UNITS | RATE_UNITS or len(values) < MIN_FOR_CI or values.mean() == 0:
+        return None
+    cv = float(values.std(ddof=1) / abs(values.mean()))
+    return cv if cv > CV_LIMIT else None
+
+
+def _cold_factor(unit: str, values: np.ndarray) -> float | None:
+    """How much worse the first repetition is than the rest's median, when it is markedly."""
+    if len(values) < MIN_FOR_CI:
+        return None
+    first, rest = values[0], float(np.median(values[1:]))
+    if unit in TIME_UNITS and rest > 0 and first > COLD_FACTOR * rest:
+        return float(first / rest)
+    if unit in RATE_UNITS and first > 0 and rest > COLD_FACTOR * first:
+        return float(rest / first)
+    return None
+
+
+def _still_warming(raw: dict[str, dict[str, Any]]) -> list[str]:
+    """Cells whose measured iterations were still getting faster from first to last third."""
+    out = []
+    for cell, arrays in raw.items():
+        for series in RAW_SERIES:
+            values = np.asarray(arrays.get(series) or [], dtype=float)
+            if len(values) < MIN_ITERATIONS:
+                continue
+            third = len(values) // 3
+            early, late = float(np.median(values[:third])), float(np.median(values[-third:]))
+            if early > 0 and late < WARMING_FACTOR * early:
+                out.append(
+                    f"{cell}: {series} still falling after the warmup (last third "
+                    f"{1 - late / early:.0%} faster than the first); increase the warmup"
+                )
+    return out
