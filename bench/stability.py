@@ -32,7 +32,9 @@ def warnings(samples: pd.DataFrame, raw: dict[str, dict[str, Any]] | None = None
     spread: dict[tuple[str, str], list[str]] = {}
     cold: dict[tuple[str, str], list[str]] = {}
     for key, group in samples.groupby(GROUP, sort=False):
-        ordered = group.sort_values("repetition")["value"].to_numpy(dtype=float)
+        if "repetition" in group:
+            group = group.sort_values("repetition")
+        ordered = group["value"].to_numpy(dtype=float)
         cv, factor = _variation(key[3], ordered), _cold_factor(key[3], ordered)
         if cv is not None:
             spread.setdefault(key[:2], []).append(f"{key[2]} {cv:.0%}")
@@ -54,7 +56,8 @@ def warnings(samples: pd.DataFrame, raw: dict[str, dict[str, Any]] | None = None
 
 
 def _too_few(samples: pd.DataFrame) -> list[str]:
-    repetitions = samples.groupby(["workload", "target"])["repetition"].nunique().min()
+    column = "repetition" if "repetition" in samples else "value"
+    repetitions = samples.groupby(GROUP)[column].count().min()
     if repetitions >= MIN_FOR_CI:
         return []
     return [

@@ -192,6 +192,16 @@ class Guest:
         """Whether the QEMU process is still there."""
         return self.process is not None and self.process.poll() is None
 
+    def exit_status(self, within_s: float) -> int | None:
+        """QEMU's exit status if it exits within ``within_s`` (a killed QEMU drops its
+        sockets before the kernel has finished tearing down its memory), else None."""
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def failure_detail(self) -> str:
         """The last line QEMU printed, else the console's tail."""
         log = self.directory / "qemu.log"

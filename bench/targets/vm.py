@@ -117,14 +117,20 @@ class VmDeployment(SshDeployment):
                     self.worker_peak = peak.get("value")
                 yield event
         except WorkerError as exc:
-            if not self.vm.running():
-                status = self.vm.process.poll() if self.vm.process else None
+            transport = self.client.get_transport()
+            dropped = transport is None or not transport.is_active() or not self.exited()
+            status = self.vm.exit_status(within_s=5.0) if dropped else None
+            if status is not None:
                 raise WorkerError(
                     f"{self.label}: the guest's QEMU process exited (status {status}) before "
                     f"the worker reported a result; console: {self.vm.console_tail()}",
                     stderr_tail=exc.stderr_tail,
                 ) from None
             raise
+
+    def exited(self) -> bool:
+        """Whether the worker's exit status arrived (a dropped guest never sends one)."""
+        return self._exit_status() is not None
 
     def host_measurements(self) -> list[Measurement]:
         """QEMU's PSS, the overhead beyond the worker's own peak, and the kernel's boot time."""
@@ -319,7 +325,8 @@ def qemu_version(binary: str) -> str:
 def _host_hardware() -> dict[str, Any]:
     """The machine QEMU runs on, in the worker's own fingerprint vocabulary (GPU names from
     NVML: the controller does not import torch)."""
-    host = metadata.host_fingerprint()
-    nvml = host.get("nvml") if isinstance(host.get("nvml"), dict) else {}
-    gpus = [str(gpu.get("name")) for gpu in nvml.get("gpus", []) if isinstance(gpu, dict)]
-    return {**metadata.hardware(host), "gpu_names": gpus}
+    from workloads.fingerprint import nvml
+
+    found = nvml()
+    gpus = [str(gpu.get("name")) for gpu in found.get("gpus", []) if isinstance(gpu, dict)]
+    return {**metadata.hardware(metadata.host_fingerprint()), "gpu_names": gpus}
