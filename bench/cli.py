@@ -207,6 +207,33 @@ def gc(docker_host: str | None, everything: bool, dry_run: bool) -> None:
 
 
 @main.command()
+def doctor() -> None:
+    """Check this machine for what makes benchmark numbers noisy, and say how to fix it.
+
+    Frequency governor, turbo/boost, ASLR, load, swap, memory pressure, other busy processes,
+    GPU persistence mode and clocks. bench run records the same checks for every target (in
+    its fingerprint) and warns about each problem before the first cell.
+    """
+    from rich.table import Table
+
+    from workloads.environment import check_all
+
+    table = Table(title="environment checks (this machine)")
+    for column in ("check", "status", "value", "fix"):
+        table.add_column(column, overflow="fold")
+    styles = {"ok": "green", "warn": "yellow", "info": "cyan", "n/a": "dim"}
+    for found in check_all():
+        status = found["status"]
+        table.add_row(
+            found["check"],
+            f"[{styles.get(status, '')}]{status}[/]",
+            str(found["value"]),
+            found["fix"] or "",
+        )
+    out.print(table)
+
+
+@main.command()
 def targets() -> None:
     """List the target kinds this build can deploy to."""
     for kind in registry.describe():

@@ -196,6 +196,12 @@ class Runner:
                 entries[name]["fingerprint"] = target.fingerprint(self.store.run_id)
             except BenchError as exc:
                 entries[name]["fingerprint_error"] = exc.one_line()
+                continue
+            for check in entries[name]["fingerprint"].get("environment") or []:
+                if check.get("status") == "warn":
+                    self.observer.note(
+                        f"{name}: {check['check']}: {check['value']} (fix: {check['fix']})"
+                    )
 
     def _run_cell(self, cell: Cell) -> CellRecord:
         target = self.targets[cell.target]

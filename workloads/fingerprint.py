@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from workloads import environment
+
 
 def _read(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -241,6 +243,7 @@ BASE_PROBES: dict[str, Callable[[], Any]] = {
     "cpu_governor": cpu_governor,
     "virtualization": virtualization,
     "cgroup_limits": cgroup_limits,
+    "environment": environment.check_all,
 }
 
 TORCH_PROBES: dict[str, Callable[[], Any]] = {
