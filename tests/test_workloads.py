@@ -331,6 +331,7 @@ BASE_KEYS = {
     "cpu_governor",
     "virtualization",
     "cgroup_limits",
+    "environment",
 }
 
 
