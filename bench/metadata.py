@@ -6,6 +6,8 @@ stops a benchmark (the pyperf approach).
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -58,6 +60,12 @@ def new_run_id(suite_dir: Path) -> str:
         n += 1
         candidate = f"{stamp}-{n}"
     return candidate
+
+
+def controller_label() -> str:
+    """``host:pid`` of this controller: what containers and guests record as their owner, so
+    that ``bench gc`` can tell a live run's resources from a dead one's."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def controller() -> dict[str, Any]:

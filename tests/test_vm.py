@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import metadata
 from bench.build.builder import Builder
 from bench.build.config import BuildConfig
 from bench.errors import TargetError
@@ -340,7 +341,7 @@ def test_owner_file_names_the_controller(guest_built) -> None:
     try:
         vm.start()
         owner = json.loads((vm.directory / qemu.OWNER_FILE).read_text())
-        assert owner["controller"] == qemu.controller_label()
+        assert owner["controller"] == metadata.controller_label()
         assert vm.process is not None and owner["qemu_pid"] == vm.process.pid
     finally:
         vm.destroy()

@@ -11,8 +11,6 @@ Ctrl-C; ``bench gc`` finds any that a killed controller left behind.
 from __future__ import annotations
 
 import io
-import os
-import socket
 import tarfile
 import threading
 import time
@@ -27,7 +25,7 @@ import docker.utils
 from docker.models.containers import Container
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from bench import interrupts
+from bench import interrupts, metadata
 from bench.build.builder import Builder
 from bench.errors import TargetError, WorkerError
 from bench.probes.container import ContainerMemorySampler
@@ -71,10 +69,6 @@ class DockerTargetConfig(TargetConfig):
         if (self.image is None) == (not self.build):
             raise ValueError("set exactly one of image: (an existing image) or build: true")
         return self
-
-
-def _controller_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class DockerDeployment:
@@ -304,7 +298,7 @@ class DockerTarget:
         if self._ship_package:
             env["PYTHONPATH"] = f"{root}/lib"
         labels = {LABEL_RUN: run_id, LABEL_TARGET: self.config.name}
-        labels[LABEL_CONTROLLER] = _controller_label()
+        labels[LABEL_CONTROLLER] = metadata.controller_label()
         client = self.engine.control
         try:
             created = client.api.create_container(

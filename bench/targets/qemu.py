@@ -25,6 +25,7 @@ from typing import Any
 
 import paramiko
 
+from bench import metadata
 from bench.errors import TargetError
 from bench.targets.sshconn import Endpoint, Unreachable, connect_once, state_dir
 
@@ -90,11 +91,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def controller_label() -> str:
-    """``host:pid`` of this controller, the owner recorded with every guest."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 @dataclass
 class Guest:
     """A QEMU process and its directory; ``destroy`` is idempotent and always safe."""
@@ -140,7 +136,7 @@ class Guest:
     def _write_owner(self) -> None:
         assert self.process is not None
         owner = {
-            "controller": controller_label(),
+            "controller": metadata.controller_label(),
             "qemu_pid": self.process.pid,
             "run_id": self.run_id,
             "target": self.target,

@@ -323,10 +323,17 @@ def qemu_version(binary: str) -> str:
 
 
 def _host_hardware() -> dict[str, Any]:
-    """The machine QEMU runs on, in the worker's own fingerprint vocabulary (GPU names from
-    NVML: the controller does not import torch)."""
-    from workloads.fingerprint import nvml
+    """The machine QEMU runs on, in the worker's own fingerprint vocabulary: only the hardware
+    probes (a whole host fingerprint would also sample the load), GPU names from NVML because
+    the controller does not import torch."""
+    from workloads import fingerprint
 
-    found = nvml()
+    found = fingerprint.nvml()
     gpus = [str(gpu.get("name")) for gpu in found.get("gpus", []) if isinstance(gpu, dict)]
-    return {**metadata.hardware(metadata.host_fingerprint()), "gpu_names": gpus}
+    probed = {
+        "cpu_model": fingerprint.cpu_model(),
+        "cores": fingerprint.cores(),
+        "memory_bytes": fingerprint.memory_bytes(),
+        "gpu_names": gpus,
+    }
+    return metadata.hardware(probed)
