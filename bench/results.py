@@ -4,8 +4,10 @@ Layout of ``<results>/<suite>/<run-id>/``::
 
     manifest.json   suite as run, versions, host and target fingerprints, plan, status
     samples.jsonl   one row per metric per cell (only measured values)
-    cells.jsonl     one row per finished cell: status, error, start-up, absent metrics + reasons
-    raw/<cell>.json per-iteration arrays (step times, latencies, batch times)
+    cells.jsonl     one row per finished cell: status, verdict and its reasons, error, start-up,
+                    absent metrics + reasons
+    raw/<cell>.json per-iteration arrays (step times, latencies, batch times), the GPU timeline,
+                    the host-side memory timeline and when each start-up phase ended
 
 Every file is replaced atomically (write to a temporary file, then rename) after each cell, so
 a run killed at any moment leaves every finished cell readable and never a half-written file.
@@ -74,6 +76,8 @@ class CellRecord:
     startup: dict[str, float] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    verdict: str = "VALID"  # "VALID" | "INVALID"
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def slug(self) -> str:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench import interrupts, metadata
+from bench import cache, interrupts, metadata
 from bench.build.builder import Builder
 from bench.errors import BenchError, Interrupted, WorkerError
 from bench.plan import Cell, build_plan
@@ -22,6 +22,7 @@ from bench.results import CellRecord, ResultStore, Sample
 from bench.suite import Suite, WorkloadBase
 from bench.targets import registry
 from bench.targets.base import Measurement, StartupClock, Target
+from bench.verdict import judge
 
 STARTUP_UNIT = "s"
 
@@ -97,6 +98,7 @@ class Runner:
         self.cancel = threading.Event()
         self._lock = threading.Lock()
         self._unprepared: dict[str, BenchError] = {}
+        self._undroppable: set[str] = set()
 
     def run(self, suite_path: str = "", parallel_hosts: int = 1) -> RunSummary:
         """Fingerprint, execute every cell, clean the targets up, and finalise the manifest."""
@@ -165,6 +167,7 @@ class Runner:
             "created_at": metadata.now_iso(),
             "suite_path": suite_path,
             "suite": self.suite.model_dump(mode="json"),
+            "cache": self.suite.cache,
             "controller": metadata.controller(),
             "host": metadata.host_fingerprint(),
             "plan": [c.to_dict() for c in self.plan],
@@ -208,14 +211,31 @@ class Runner:
         workload = self.suite.workload(cell.workload)
         started_at, start = metadata.now_iso("milliseconds"), time.monotonic()
         self.observer.cell_started(cell)
+        cache_state = self._drop_caches(cell, target)
         outcome = self._deploy(cell, target, workload)
         record = _record(cell, target, workload.kind, outcome, started_at, start)
+        if cache_state is not None:
+            record.info["cache"] = cache_state
+        verdict = judge(record.error, record.info, self.suite.min_iterations, cache_state)
+        record.verdict, record.reasons = verdict.label, verdict.reasons
         samples = _samples(self.store.run_id, record, outcome)
-        raw = {"cell": record.slug, **outcome.result.get("raw", {})}
+        raw = {"cell": record.slug, **outcome.result.get("raw", {}), **_host_raw(outcome)}
         with self._lock, interrupts.deferred():
             self.store.add_cell(record, samples, raw)
             self.observer.cell_finished(cell, record)
         return record
+
+    def _drop_caches(self, cell: Cell, target: Target) -> dict[str, Any] | None:
+        """With ``cache: cold``, drop the page cache before the deployment, off every clock."""
+        if self.suite.cache != "cold" or cell.target in self._unprepared:
+            return None
+        self.observer.cell_phase(cell, "dropping caches")
+        began = time.monotonic()
+        reason = target.drop_caches()
+        if reason is not None and cell.target not in self._undroppable:
+            self._undroppable.add(cell.target)
+            self.observer.note(f"{cell.target}: cache: cold: page cache not dropped: {reason}")
+        return cache.record("cold", reason, time.monotonic() - began)
 
     def _deploy(self, cell: Cell, target: Target, workload: WorkloadBase) -> Outcome:
         outcome = Outcome()
@@ -275,6 +295,23 @@ def _record(
         absent=absent,
         info=outcome.result.get("info", {}),
     )
+
+
+def _host_raw(outcome: Outcome) -> dict[str, Any]:
+    """The controller's own series: when each start-up phase ended and each probe's timeline,
+    all in seconds since the deploy request, so they line up with each other."""
+    origin = outcome.clock.started
+    timelines = {
+        m.metric: {
+            "t_s": [round(t - origin, 4) for t, _ in m.timeline],
+            "value": [v for _, v in m.timeline],
+            "unit": m.unit,
+        }
+        for m in outcome.host
+        if m.timeline
+    }
+    marks = {phase: round(t - origin, 4) for phase, t in outcome.clock.marks.items()}
+    return {"startup_marks_s": marks, "host_timelines": timelines}
 
 
 def _samples(run_id: str, record: CellRecord, outcome: Outcome) -> list[Sample]:

@@ -106,6 +106,13 @@ class Suite(BaseModel):
     repetitions: PositiveInt = 3
     order: Literal["interleaved", "blocked", "random"] = "interleaved"
     seed: NonNegativeInt = 0
+    cache: Literal["warm", "cold"] = Field(
+        default="warm",
+        description="cold: drop the page cache where each repetition runs, before it starts",
+    )
+    min_iterations: PositiveInt = Field(
+        default=10, description="fewer measured iterations than this make a cell INVALID"
+    )
     overhead: bool | None = Field(
         default=None,
         description="compare every target to the baseline; true requires a baseline target",

@@ -8,13 +8,11 @@ must not pay for, or may not have, a torch import.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workloads.memory import task_children
 from workloads.protocol import Emit, make_event
 
 if TYPE_CHECKING:
@@ -103,41 +101,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return percentile(values, 50.0)
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            stat = handle.read()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _reaped_children_cpu_seconds() -> float:
-    try:
-        import resource
-    except ImportError:
-        times = os.times()
-        return times.children_user + times.children_system
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def cpu_seconds() -> float:
-    """User+system CPU time of this process and its children so far.
-
-    The process's own time comes from ``time.process_time()``, whose
-    resolution is far finer than the clock tick, so short phases do not
-    round to zero. Children are only accounted by the kernel once reaped,
-    but data loader workers live through the whole measured phase, so their
-    time so far is read from /proc where available. A child reaped between
-    two readings moves from the live term to the reaped term, so deltas stay
-    correct.
-    """
-    live = sum(_proc_cpu_seconds(pid) for pid in task_children(os.getpid()) or [])
-    return time.process_time() + _reaped_children_cpu_seconds() + live
 
 
 class Reporter:

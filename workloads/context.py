@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workloads.common import Reporter
-from workloads.gpu import GpuMonitor, open_monitor
+from workloads.gpu import GpuMonitor
 from workloads.loop import LoopResult
 from workloads.protocol import Emit, make_event
 from workloads.spec import Spec
@@ -31,6 +31,8 @@ class Context:
     torch_version: str
     started: float
     setup_s: float | None = None
+    gpu: GpuMonitor = field(default_factory=lambda: GpuMonitor(None, "not monitored"))
+    ran_on: str | None = None
 
     @property
     def workload(self) -> dict[str, Any]:
@@ -39,6 +41,7 @@ class Context:
     def ready(self, device: str) -> None:
         """Announce that everything is built and iterations are about to start."""
         self.setup_s = time.perf_counter() - self.started
+        self.ran_on = device
         self.emit(
             make_event("ready", device=device, threads=self.threads, torch=self.torch_version)
         )
@@ -47,7 +50,11 @@ class Context:
         return Reporter(self.emit, total, self.spec.progress_every_s)
 
     def monitor(self, device: torch.device) -> GpuMonitor:
-        return open_monitor(device.type, device.index)
+        """The run's GPU monitor, sampling since set-up began, when ``device`` is the run's
+        device; otherwise one that only says where the workload ran."""
+        if device == self.device:
+            return self.gpu
+        return GpuMonitor(None, f"workload ran on {device.type}")
 
 
 @dataclass

@@ -1,55 +1,116 @@
-"""GPU utilisation, memory and power sampled through NVML during a phase.
+"""GPU utilisation, memory, power and SM clock sampled through NVML for the whole run.
 
-torch can report its own allocations but not how busy the GPU is or how
-much power it draws; NVML can. A background thread polls at about 10 Hz,
-which is as often as NVML's utilisation counter usefully changes, and cheap
-enough not to disturb the workload. Every failure mode becomes an explicit
-reason so the result never shows a zero for something that was not measured.
+torch can report its own allocations but not how busy the GPU is, how much power it draws or
+at what clock it runs; NVML can. A background thread polls at about 10 Hz, which is as often as
+NVML's utilisation counter usefully changes, and cheap enough not to disturb the workload.
+
+Sampling starts as soon as the worker knows its device and ends after the last iteration, with
+the measured phase marked on the same clock, so every reading is assigned to a phase:
+``startup`` (CUDA initialisation, model and data construction, warmup) or ``steady`` (the
+measured iterations). The headline metrics describe the steady state; the start-up phase gets
+its own ``gpu.startup_*`` metrics; the whole series goes into the raw data as a timeline.
+The clock-event reasons NVML reports (thermal slowdown, power brake) are collected so the
+controller can declare a cell invalid when the GPU changed speed under the workload.
+
+Every failure mode becomes an explicit reason, so the result never shows a zero for something
+that was not measured.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from workloads.common import metric
 
-GPU_METRICS = (
-    "gpu.util_mean_pct",
-    "gpu.util_max_pct",
-    "gpu.mem_peak_bytes",
-    "gpu.power_mean_w",
+# (series, metric name, reduction, unit) of the steady phase, the vocabulary's GPU metrics.
+STEADY = (
+    ("util_pct", "gpu.util_mean_pct", "mean", "%"),
+    ("util_pct", "gpu.util_max_pct", "max", "%"),
+    ("mem_used_bytes", "gpu.mem_peak_bytes", "max", "bytes"),
+    ("power_w", "gpu.power_mean_w", "mean", "W"),
+    ("sm_clock_mhz", "gpu.sm_clock_mean_mhz", "mean", "MHz"),
 )
+STARTUP = (
+    ("util_pct", "gpu.startup_util_mean_pct", "mean", "%"),
+    ("mem_used_bytes", "gpu.startup_mem_peak_bytes", "max", "bytes"),
+    ("power_w", "gpu.startup_power_mean_w", "mean", "W"),
+)
+GPU_METRICS = tuple(name for _, name, _, _ in STEADY + STARTUP)
+SERIES = ("util_pct", "mem_used_bytes", "power_w", "sm_clock_mhz")
+
+# NVML clock-event reason bits (nvmlClocksEventReason*) and what they mean for a measurement.
+# Idle, application clocks and display clocks are not slowdowns under load, so not listed.
+EVENT_REASONS = {
+    0x04: "software power cap",
+    0x08: "hardware slowdown",
+    0x10: "sync boost",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+}
+# Reasons that mean the GPU ran slower than it can for reasons outside the workload.
+SLOWDOWNS = frozenset(
+    {
+        "hardware slowdown",
+        "software thermal slowdown",
+        "hardware thermal slowdown",
+        "hardware power brake",
+    }
+)
+
+Reader = Callable[[], float]
 
 
 @dataclass
-class Samples:
-    """Readings gathered by the sampler; each series may fail on its own."""
+class Timeline:
+    """Readings on the worker's perf_counter clock; a reading that failed is None."""
 
-    util_pct: list[float] = field(default_factory=list)
-    mem_used_bytes: list[float] = field(default_factory=list)
-    power_w: list[float] = field(default_factory=list)
+    t: list[float] = field(default_factory=list)
+    series: dict[str, list[float | None]] = field(
+        default_factory=lambda: {name: [] for name in SERIES}
+    )
+    events: list[int | None] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class GpuReport:
+    """Metrics, absence reasons, the raw timeline and facts for the cell's verdict."""
+
     metrics: dict[str, dict[str, Any]]
     absent: dict[str, str]
+    raw: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def unavailable(reason: str) -> GpuReport:
     return GpuReport(metrics={}, absent=dict.fromkeys(GPU_METRICS, reason))
 
 
-def _read(samples: Samples, name: str, series: list[float], read: Any) -> None:
-    try:
-        series.append(float(read()))
-    except Exception as exc:  # NVML raises a family of its own error types
-        samples.errors[name] = f"{type(exc).__name__}: {exc}"
+def _readers(nvml: ModuleType, handle: Any) -> dict[str, Reader]:
+    sm_clock = getattr(nvml, "NVML_CLOCK_SM", 1)
+    return {
+        "util_pct": lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
+        "mem_used_bytes": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used,
+        "power_w": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+        "sm_clock_mhz": lambda: nvml.nvmlDeviceGetClockInfo(handle, sm_clock),
+    }
+
+
+def _events_reader(nvml: ModuleType, handle: Any) -> Callable[[], int]:
+    """Current clock-event reasons; the call was renamed from "throttle" in newer drivers."""
+    name = "nvmlDeviceGetCurrentClocksEventReasons"
+    if not hasattr(nvml, name):
+        name = "nvmlDeviceGetCurrentClocksThrottleReasons"
+    call = getattr(nvml, name)
+    return lambda: int(call(handle))
 
 
 class NvmlSampler:
@@ -57,32 +118,28 @@ class NvmlSampler:
 
     def __init__(self, nvml: ModuleType, handle: Any, interval_s: float) -> None:
         self._nvml = nvml
-        self._handle = handle
+        self._readers = _readers(nvml, handle)
+        self._events = _events_reader(nvml, handle)
         self._interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.samples = Samples()
+        self._thread = threading.Thread(target=self._run, name="nvml", daemon=True)
+        self.timeline = Timeline()
+
+    def _read(self, name: str, read: Callable[[], float]) -> float | None:
+        try:
+            return float(read())
+        except Exception as exc:  # NVML raises a family of its own error types
+            self.timeline.errors[name] = f"{type(exc).__name__}: {exc}"
+            return None
 
     def _sample(self) -> None:
-        nvml, handle, samples = self._nvml, self._handle, self.samples
-        _read(
-            samples,
-            "util",
-            samples.util_pct,
-            lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-        )
-        _read(
-            samples,
-            "memory",
-            samples.mem_used_bytes,
-            lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used,
-        )
-        _read(
-            samples,
-            "power",
-            samples.power_w,
-            lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
-        )
+        line = self.timeline
+        values = {name: self._read(name, read) for name, read in self._readers.items()}
+        events = self._read("events", self._events)
+        line.t.append(time.perf_counter())
+        for name, value in values.items():
+            line.series[name].append(value)
+        line.events.append(None if events is None else int(events))
 
     def _run(self) -> None:
         self._sample()
@@ -92,37 +149,73 @@ class NvmlSampler:
     def start(self) -> None:
         self._thread.start()
 
+    def mark(self, name: str) -> None:
+        """Note that a phase boundary (``measured_start``, ``measured_end``) is now."""
+        self.timeline.marks[name] = time.perf_counter()
+
     def stop(self) -> GpuReport:
         self._stop.set()
         self._thread.join()
         _shutdown(self._nvml)
-        return summarize(self.samples)
+        return summarize(self.timeline)
 
 
-def _absent_reason(samples: Samples, series: str) -> str:
-    error = samples.errors.get(series)
-    return f"no samples collected ({error})" if error else "no samples collected"
+def _reduce(values: list[float], how: str) -> float:
+    return max(values) if how == "max" else sum(values) / len(values)
 
 
-def summarize(samples: Samples) -> GpuReport:
-    """Turn sample series into metrics, or reasons where a series is empty."""
+def _phase_mask(line: Timeline) -> tuple[list[bool], list[bool]]:
+    """Which readings fall before the measured phase and which inside it."""
+    start = line.marks.get("measured_start", float("inf"))
+    end = line.marks.get("measured_end", float("inf"))
+    return [t < start for t in line.t], [start <= t <= end for t in line.t]
+
+
+def _phase_metrics(
+    line: Timeline, mask: list[bool], table: tuple, phase: str, report: GpuReport
+) -> None:
+    for series, name, how, unit in table:
+        values = [v for v, keep in zip(line.series[series], mask, strict=True) if keep]
+        known = [v for v in values if v is not None]
+        if known:
+            report.metrics[name] = metric(_reduce(known, how), unit)
+            continue
+        error = line.errors.get(series)
+        reason = f"no {phase} samples collected"
+        report.absent[name] = f"{reason} ({error})" if error else reason
+
+
+def _slowdowns(line: Timeline, mask: list[bool]) -> list[str]:
+    seen = 0
+    for bits, keep in zip(line.events, mask, strict=True):
+        if keep and bits is not None:
+            seen |= bits
+    return [label for bit, label in EVENT_REASONS.items() if seen & bit]
+
+
+def summarize(line: Timeline) -> GpuReport:
+    """Metrics per phase, the timeline for the raw data, and what the verdict needs."""
     report = GpuReport(metrics={}, absent={})
-    util, mem, power = samples.util_pct, samples.mem_used_bytes, samples.power_w
-    if util:
-        report.metrics["gpu.util_mean_pct"] = metric(sum(util) / len(util), "%")
-        report.metrics["gpu.util_max_pct"] = metric(max(util), "%")
-    else:
-        reason = _absent_reason(samples, "util")
-        report.absent["gpu.util_mean_pct"] = reason
-        report.absent["gpu.util_max_pct"] = reason
-    if mem:
-        report.metrics["gpu.mem_peak_bytes"] = metric(max(mem), "bytes")
-    else:
-        report.absent["gpu.mem_peak_bytes"] = _absent_reason(samples, "memory")
-    if power:
-        report.metrics["gpu.power_mean_w"] = metric(sum(power) / len(power), "W")
-    else:
-        report.absent["gpu.power_mean_w"] = _absent_reason(samples, "power")
+    startup, steady = _phase_mask(line)
+    _phase_metrics(line, steady, STEADY, "steady-state", report)
+    _phase_metrics(line, startup, STARTUP, "start-up", report)
+    origin = line.t[0] if line.t else 0.0
+    report.raw["gpu_timeline"] = {
+        "t_s": [round(t - origin, 4) for t in line.t],
+        **line.series,
+        "clock_event_reasons": line.events,
+        "marks_s": {name: round(t - origin, 4) for name, t in line.marks.items()},
+    }
+    clocks = [c for c, keep in zip(line.series["sm_clock_mhz"], steady, strict=True) if keep]
+    known = [c for c in clocks if c is not None]
+    report.info["gpu_steady"] = {
+        "samples": sum(steady),
+        "clock_events": _slowdowns(line, steady),
+        "slowdowns": [r for r in _slowdowns(line, steady) if r in SLOWDOWNS],
+        "sm_clock_min_mhz": min(known) if known else None,
+        "sm_clock_max_mhz": max(known) if known else None,
+        "errors": dict(line.errors),
+    }
     return report
 
 
@@ -167,19 +260,27 @@ def _shutdown(nvml: ModuleType) -> None:
 
 
 class GpuMonitor:
-    """What a measured phase starts and stops: a sampler or a fixed reason."""
+    """What a run starts, marks and stops: a sampler, or a fixed reason for its absence."""
 
     def __init__(self, sampler: NvmlSampler | None, reason: str) -> None:
         self._sampler = sampler
-        self._reason = reason
+        self.reason = reason
+
+    @property
+    def active(self) -> bool:
+        return self._sampler is not None
 
     def start(self) -> None:
         if self._sampler is not None:
             self._sampler.start()
 
+    def mark(self, name: str) -> None:
+        if self._sampler is not None:
+            self._sampler.mark(name)
+
     def stop(self) -> GpuReport:
         if self._sampler is None:
-            return unavailable(self._reason)
+            return unavailable(self.reason)
         return self._sampler.stop()
 
 
@@ -189,7 +290,7 @@ def open_monitor(
     nvml: ModuleType | None = None,
     interval_s: float = 0.1,
 ) -> GpuMonitor:
-    """Prepare GPU sampling for a phase, or record why it cannot happen.
+    """Prepare GPU sampling for a run, or record why it cannot happen.
 
     ``nvml`` may be given explicitly so other NVML bindings (or a test
     double) can stand in for pynvml.
@@ -205,7 +306,8 @@ def open_monitor(
         return GpuMonitor(None, f"NVML init failed: {exc}")
     try:
         handle = _device_handle(nvml, cuda_index)
+        sampler = NvmlSampler(nvml, handle, interval_s)
     except Exception as exc:
         _shutdown(nvml)
         return GpuMonitor(None, f"NVML device lookup failed: {exc}")
-    return GpuMonitor(NvmlSampler(nvml, handle, interval_s), "")
+    return GpuMonitor(sampler, "")

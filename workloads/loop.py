@@ -7,13 +7,20 @@ an in-process run and a worker-process run execute exactly the same code.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workloads.common import Reporter, cpu_seconds, metric
-from workloads.gpu import GpuMonitor, GpuReport
+from workloads.common import Reporter, metric
+from workloads.cpustate import CpuState, change
+from workloads.gpu import GpuMonitor
+
+# A fraction by which every iteration is stretched (by sleeping: a busy wait would compete with
+# torch's own threads for the cores and slow the step by far more than asked). It exists to check that bench detects a known slowdown on a given machine; the value
+# in force is recorded in the cell's info, so such a cell is never mistaken for a real one.
+SLOWDOWN_ENV = "BENCH_INJECT_SLOWDOWN"
 
 
 @dataclass
@@ -30,14 +37,43 @@ class LoopResult:
     measured_times: list[float]
     outputs: list[Any]
     window_s: float
-    cpu_s: float
-    gpu: GpuReport
+    before: CpuState
+    after: CpuState
+    slowdown: float = 0.0
 
-    def common_metrics(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """CPU and GPU metrics of the measured phase, plus absence reasons."""
-        metrics = {"cpu.util_pct": metric(100.0 * self.cpu_s / self.window_s, "%")}
-        metrics.update(self.gpu.metrics)
-        return metrics, dict(self.gpu.absent)
+    def common_metrics(self) -> dict[str, dict[str, Any]]:
+        """CPU use of the measured phase: total, and split into user and system time."""
+        used = self.after.times - self.before.times
+        return {
+            "cpu.util_pct": metric(100.0 * used.total / self.window_s, "%"),
+            "cpu.user_pct": metric(100.0 * used.user / self.window_s, "%"),
+            "cpu.sys_pct": metric(100.0 * used.system / self.window_s, "%"),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """What the verdict needs: how many iterations were measured, what the CPU did."""
+        out: dict[str, Any] = {
+            "measured_iterations": len(self.measured_times),
+            "warmup_iterations": len(self.warmup_times),
+            "cpu_state": change(self.before, self.after),
+        }
+        if self.slowdown:
+            out["injected_slowdown"] = self.slowdown
+        return out
+
+
+def injected_slowdown() -> float:
+    """The fraction from ``BENCH_INJECT_SLOWDOWN``, 0 when unset; anything else is refused."""
+    text = os.environ.get(SLOWDOWN_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{SLOWDOWN_ENV} must be a fraction in [0, 1), got {text!r}")
+    return value
 
 
 def _timed(
@@ -46,6 +82,7 @@ def _timed(
     sync: Callable[[], None],
     reporter: Reporter,
     outputs: list[Any] | None,
+    slowdown: float,
 ) -> list[float]:
     times: list[float] = []
     clock = time.perf_counter
@@ -53,6 +90,8 @@ def _timed(
         started = clock()
         output = step()
         sync()
+        if slowdown:
+            time.sleep((clock() - started) * slowdown)
         times.append(clock() - started)
         if outputs is not None:
             outputs.append(output)
@@ -70,22 +109,19 @@ def run_loop(
 ) -> LoopResult:
     """Run ``warmup`` then ``measured`` iterations of ``step``, timing each.
 
-    CPU time and GPU sampling cover only the measured iterations, so start-up
-    effects caught by warmup (allocator growth, lazy init, worker spawn) do
-    not leak into the reported figures. ``step``'s return values from the
-    measured iterations are kept for kinds whose iterations vary in size.
+    CPU time covers only the measured iterations, and the GPU timeline is marked where they
+    begin and end, so start-up effects caught by warmup (allocator growth, lazy init, worker
+    spawn) do not leak into the reported figures. ``step``'s return values from the measured
+    iterations are kept for kinds whose iterations vary in size.
     """
-    warmup_times = _timed(step, warmup, sync, reporter, None)
+    slowdown = injected_slowdown()
+    warmup_times = _timed(step, warmup, sync, reporter, None, slowdown)
     outputs: list[Any] = []
-    monitor.start()
-    try:
-        cpu_before = cpu_seconds()
-        window_start = time.perf_counter()
-        measured_times = _timed(step, measured, sync, reporter, outputs)
-        window_s = time.perf_counter() - window_start
-        cpu_s = cpu_seconds() - cpu_before
-    except BaseException:
-        monitor.stop()
-        raise
-    gpu = monitor.stop()
-    return LoopResult(warmup_times, measured_times, outputs, window_s, cpu_s, gpu)
+    monitor.mark("measured_start")
+    before = CpuState.now()
+    window_start = time.perf_counter()
+    measured_times = _timed(step, measured, sync, reporter, outputs, slowdown)
+    window_s = time.perf_counter() - window_start
+    after = CpuState.now()
+    monitor.mark("measured_end")
+    return LoopResult(warmup_times, measured_times, outputs, window_s, before, after, slowdown)

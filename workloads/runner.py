@@ -20,6 +20,7 @@ from workloads.common import (
     select_device,
 )
 from workloads.context import Context
+from workloads.gpu import open_monitor, unavailable
 from workloads.memory import TreePeakSampler
 from workloads.protocol import Emit, Event, discard, make_event, start_event
 from workloads.spec import Spec, validate
@@ -36,9 +37,11 @@ def _context(spec: Spec, emit: Emit, started: float) -> Context:
     import torch
 
     device = select_device(spec.workload["device"])
+    gpu = open_monitor(device.type, device.index)
+    gpu.start()
     threads = apply_threads(spec.workload["threads"])
     seed_everything(spec.seed)
-    return Context(spec, emit, device, threads, torch.__version__, started)
+    return Context(spec, emit, device, threads, torch.__version__, started, gpu=gpu)
 
 
 def _base_info(spec: Spec, ctx: Context) -> dict[str, Any]:
@@ -73,22 +76,28 @@ def execute(spec: Spec, emit: Emit) -> Event:
     """
     started = time.perf_counter()
     memory = TreePeakSampler().start()
+    ctx: Context | None = None
     try:
         ctx = _context(spec, emit, started)
         outcome = importlib.import_module(KIND_MODULES[spec.kind]).run(ctx)
     finally:
         memory.stop()
-    common, gpu_absent = outcome.loop.common_metrics()
-    metrics = {**outcome.metrics, **common}
-    absent = {**outcome.absent, **gpu_absent}
+        gpu = ctx.gpu.stop() if ctx is not None else None
+    assert gpu is not None and ctx is not None
+    if ctx.ran_on != str(ctx.device):  # the kind measured on another device (data loading)
+        gpu = unavailable(f"workload ran on {ctx.ran_on}")
+    metrics = {**outcome.metrics, **outcome.loop.common_metrics(), **gpu.metrics}
+    absent = {**outcome.absent, **gpu.absent}
     if memory.peak is None:
         absent["mem.rss_peak_bytes"] = memory.reason or "not measured"
     else:
         metrics["mem.rss_peak_bytes"] = metric(memory.peak, "bytes")
-    info = _base_info(spec, ctx)
-    info["measured_window_s"] = outcome.loop.window_s
+    info = {**_base_info(spec, ctx), "measured_window_s": outcome.loop.window_s}
+    info.update(outcome.loop.info())
+    info.update(gpu.info)
     info.update(outcome.info)
-    result = make_event("result", metrics=metrics, absent=absent, raw=outcome.raw, info=info)
+    raw = {**outcome.raw, **gpu.raw}
+    result = make_event("result", metrics=metrics, absent=absent, raw=raw, info=info)
     emit(result)
     return result
 

@@ -283,5 +283,6 @@ class ContainerMemorySampler(PeriodicSampler):
             return
         with self._lock:
             self.samples += 1
+            self._record(sample.total)
             if self.peak is None or sample.total > self.peak:
                 self.peak, self.peak_sample = sample.total, sample

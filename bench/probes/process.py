@@ -51,6 +51,7 @@ class TreeMemorySampler(PeriodicSampler):
         if size is not None:
             self.samples += 1
             self.peak = size if self.peak is None else max(self.peak, size)
+            self._record(size)
 
 
 def pss_bytes(pid: int) -> int | None:
@@ -92,3 +93,4 @@ class PssSampler(PeriodicSampler):
         size = pss_bytes(self.pid)
         if size is not None:
             self.peak = size if self.peak is None else max(self.peak, size)
+            self._record(size)

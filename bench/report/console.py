@@ -24,9 +24,15 @@ def target_labels(manifest: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def summary_table(samples: pd.DataFrame, title: str, labels: dict[str, str] | None = None) -> Table:
-    """Median and IQR of every metric, per workload and target, in suite order."""
-    labels = labels or {}
+def summary_table(
+    samples: pd.DataFrame,
+    title: str,
+    labels: dict[str, str] | None = None,
+    invalid: dict[tuple[str, str], int] | None = None,
+) -> Table:
+    """Median and IQR of every metric, per workload and target, in suite order; a target with
+    INVALID cells in a workload says how many (their numbers are in the statistics)."""
+    labels, invalid = labels or {}, invalid or {}
     table = Table(title=title, show_lines=False)
     for column in ("workload", "target", "metric", "n", "median", "95% CI of median", "IQR"):
         right = column not in ("workload", "target", "metric")
@@ -38,7 +44,9 @@ def summary_table(samples: pd.DataFrame, title: str, labels: dict[str, str] | No
             table.add_section()
         table.add_row(
             row.workload if key != previous else "",
-            labels.get(row.target, row.target) if key != previous else "",
+            _label(labels.get(row.target, row.target), invalid.get(key, 0))
+            if key != previous
+            else "",
             row.metric,
             _count(row.n, row.outliers),
             fmt(row.median, row.unit),
@@ -47,6 +55,10 @@ def summary_table(samples: pd.DataFrame, title: str, labels: dict[str, str] | No
         )
         previous = key
     return table
+
+
+def _label(label: str, invalid: int) -> str:
+    return f"{label} ({invalid} INVALID)" if invalid else label
 
 
 def _count(n: int, flagged: int) -> str:
@@ -91,18 +103,29 @@ def overhead_table(
     return table
 
 
-def failures_table(cells: pd.DataFrame) -> Table | None:
-    """The cells that failed and why, or None when all succeeded."""
+def invalid_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The INVALID cells with their reasons; a run stored before verdicts existed counts its
+    failed cells as INVALID."""
     if cells.empty or "status" not in cells:
+        return cells
+    frame = cells.copy()
+    if "verdict" not in frame:
+        frame["verdict"] = frame["status"].map(lambda s: "VALID" if s == "ok" else "INVALID")
+        frame["reasons"] = frame["error"].map(lambda e: [f"the cell failed: {e}"])
+    return frame[frame["verdict"] == "INVALID"]
+
+
+def invalid_table(cells: pd.DataFrame) -> Table | None:
+    """The cells whose numbers should not be trusted, and why; None when every cell is VALID."""
+    invalid = invalid_cells(cells)
+    if invalid.empty:
         return None
-    failed = cells[cells["status"] != "ok"]
-    if failed.empty:
-        return None
-    table = Table(title="failed cells", title_style="bold red")
-    for column in ("cell", "target", "workload", "rep", "error"):
+    table = Table(title="INVALID cells", title_style="bold red")
+    for column in ("cell", "target", "workload", "rep", "why"):
         table.add_column(column, overflow="fold")
-    for row in failed.itertuples(index=False):
-        table.add_row(str(row.cell), row.target, row.workload, str(row.repetition), row.error)
+    for row in invalid.itertuples(index=False):
+        why = "\n".join(row.reasons)
+        table.add_row(str(row.cell), row.target, row.workload, str(row.repetition), why)
     return table
 
 
@@ -143,17 +166,19 @@ def print_summary(
     manifest: dict[str, Any] | None = None,
     raw: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Summary table, the comparison with the baseline, failures if any, stability warnings,
-    and a note when targets differ in hardware."""
+    """Summary table, the comparison with the baseline, INVALID cells if any, stability
+    warnings, and a note when targets differ in hardware."""
     labels = target_labels(manifest or {})
-    console.print(summary_table(samples, title, labels))
+    flagged = invalid_cells(cells)
+    counts = flagged.groupby(["workload", "target"]).size().to_dict() if not flagged.empty else {}
+    console.print(summary_table(samples, title, labels, counts))
     baseline = _baseline(manifest or {})
     comparison = overhead_table(samples, baseline, labels) if baseline else None
     if comparison is not None:
         console.print(comparison)
-    failures = failures_table(cells)
-    if failures is not None:
-        console.print(failures)
+    invalid = invalid_table(cells)
+    if invalid is not None:
+        console.print(invalid)
     for warning in stability.warnings(samples, raw):
         console.print(f"warning: {warning}", style="yellow", highlight=False)
     note = hardware_note(manifest or {})

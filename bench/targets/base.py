@@ -38,12 +38,17 @@ class TargetConfig(BaseModel):
 
 @dataclass
 class Measurement:
-    """A value measured on the host side of a deployment (or the reason it could not be)."""
+    """A value measured on the host side of a deployment (or the reason it could not be).
+
+    ``timeline`` holds the readings the value was taken from, as (controller monotonic time,
+    value) points, where the probe samples over time.
+    """
 
     metric: str
     unit: str
     value: float | None = None
     reason: str | None = None
+    timeline: list[tuple[float, float]] = field(default_factory=list)
 
 
 def bare_metal_overhead() -> Measurement:
@@ -83,6 +88,11 @@ class Target(Protocol):
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The target's environment, as printed by the worker's fingerprint mode."""
+        ...
+
+    def drop_caches(self) -> str | None:
+        """Drop the page cache where the next deployment reads its files (``cache: cold``);
+        None when done, else why it could not be."""
         ...
 
     def deploy(self, spec: dict[str, Any], run_id: str) -> AbstractContextManager[Deployment]:

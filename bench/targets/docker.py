@@ -25,7 +25,7 @@ import docker.utils
 from docker.models.containers import Container
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from bench import interrupts, metadata
+from bench import cache, interrupts, metadata
 from bench.build.builder import Builder
 from bench.errors import TargetError, WorkerError
 from bench.probes.container import ContainerMemorySampler
@@ -159,13 +159,14 @@ class DockerDeployment:
             self.sampler.stop()
             reason = self.sampler.reason or "no memory samples collected"
         peak = self.sampler.peak_sample if self.sampler is not None else None
+        timeline = self.sampler.timeline if self.sampler is not None else []
         if peak is None:
             return [
                 Measurement("mem.host_bytes", "bytes", reason=reason),
                 Measurement("mem.overhead_bytes", "bytes", reason=reason),
             ]
         return [
-            Measurement("mem.host_bytes", "bytes", value=float(peak.total)),
+            Measurement("mem.host_bytes", "bytes", value=float(peak.total), timeline=timeline),
             Measurement("mem.overhead_bytes", "bytes", value=float(peak.total - peak.processes)),
         ]
 
@@ -206,6 +207,14 @@ class DockerTarget:
             if self._engine is None:
                 self._engine = connect(self.config.docker_host, self.config.tls)
             return self._engine
+
+    def drop_caches(self) -> str | None:
+        """Containers share their host's page cache, so the host's is dropped; a remote
+        engine's host is out of reach."""
+        url = resolve_url(self.config.docker_host)
+        if not is_local(url):
+            return f"the Docker engine at {url} is remote: its host's page cache is out of reach"
+        return cache.drop_local()
 
     def host_id(self) -> str:
         """Containers on a local engine share this machine with ``local`` targets."""

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from bench import interrupts
+from bench import cache, interrupts
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import worker
@@ -66,7 +66,8 @@ class LocalDeployment:
         if self.sampler.peak is None:
             reason = "no memory samples collected (the worker exited too quickly)"
             return [Measurement("mem.host_bytes", "bytes", reason=reason), overhead]
-        return [Measurement("mem.host_bytes", "bytes", value=float(self.sampler.peak)), overhead]
+        peak, timeline = float(self.sampler.peak), self.sampler.timeline
+        return [Measurement("mem.host_bytes", "bytes", value=peak, timeline=timeline), overhead]
 
     def close(self) -> None:
         """Kill the whole process group and reap it; idempotent."""
@@ -144,6 +145,10 @@ class LocalTarget:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
             raise TargetError(f"target {self.config.name!r}: fingerprint failed: {tail[0]}")
         return worker.parse_fingerprint(done.stdout.decode(errors="replace"), self.config.name)
+
+    def drop_caches(self) -> str | None:
+        """The worker runs on this host, so this host's page cache is the one to drop."""
+        return cache.drop_local()
 
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[LocalDeployment]:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr
 
-from bench import interrupts
+from bench import cache, interrupts
 from bench.errors import TargetError, WorkerError
 from bench.targets import package, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
@@ -290,6 +290,23 @@ class SshTarget:
             return worker.parse_fingerprint(output, self.label)
         finally:
             client.close()
+
+    def drop_caches(self) -> str | None:
+        """Drop the remote host's page cache, as root or through passwordless sudo."""
+        try:
+            client = self._connect()
+        except TargetError as exc:
+            return exc.one_line()
+        try:
+            status, output = execute(client, cache.REMOTE_DROP, timeout=120)
+        except TargetError as exc:
+            return exc.one_line()
+        finally:
+            client.close()
+        if status != 0:
+            last = output.strip().splitlines()[-1:] or [f"exit status {status}"]
+            return f"{self.config.host}: {last[0]} (needs root or passwordless sudo)"
+        return None
 
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:

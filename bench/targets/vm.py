@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from bench import interrupts, metadata
+from bench import cache, interrupts, metadata
 from bench.build import guest as guest_build
 from bench.build.builder import Builder
 from bench.build.guest import GuestImage
@@ -136,18 +136,18 @@ class VmDeployment(SshDeployment):
         """QEMU's PSS, the overhead beyond the worker's own peak, and the kernel's boot time."""
         self.sampler.sample_now()
         host = self.sampler.peak
-        out = [_host_bytes(host), _overhead(host, self.worker_peak)]
+        out = [_host_bytes(host, self.sampler.timeline), _overhead(host, self.worker_peak)]
         boot = self.vm.kernel_boot_s()
         reason = None if boot is not None else "the guest console never showed its init start"
         out.append(Measurement("startup.kernel_boot_s", "s", value=boot, reason=reason))
         return out
 
 
-def _host_bytes(host: int | None) -> Measurement:
+def _host_bytes(host: int | None, timeline: list[tuple[float, float]]) -> Measurement:
     if host is None:
         reason = "the QEMU process's smaps_rollup could not be read"
         return Measurement("mem.host_bytes", "bytes", reason=reason)
-    return Measurement("mem.host_bytes", "bytes", value=host)
+    return Measurement("mem.host_bytes", "bytes", value=host, timeline=timeline)
 
 
 def _overhead(host: int | None, worker_peak: float | None) -> Measurement:
@@ -282,6 +282,11 @@ class QemuVmTarget:
         found = worker.parse_fingerprint(output, self.label)
         found["vm"] = {**self._vm_facts(), "host_hardware": _host_hardware()}
         return found
+
+    def drop_caches(self) -> str | None:
+        """Every guest boots with an empty page cache; the host's, which holds the disk image's
+        pages under ``disk_cache: writeback``, is dropped here."""
+        return cache.drop_local()
 
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[VmDeployment]:

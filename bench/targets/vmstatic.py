@@ -135,6 +135,17 @@ class StaticVmTarget(SshTarget):
         if self.config.stop is not None:
             self._run("stop", self.config.stop)
 
+    def drop_caches(self) -> str | None:
+        """A running VM's guest cache is dropped over SSH. One that is started for each
+        repetition boots with an empty cache, but its host's cache of the disk image is out of
+        bench's reach: drop it in the ``start`` command."""
+        if self.cycles:
+            return (
+                "the VM is started for each repetition and its host is out of reach: "
+                "drop the host's page cache in the start command"
+            )
+        return super().drop_caches()
+
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
         """As for ``kind: ssh``; a booted VM also loses the run directory (it is uploaded

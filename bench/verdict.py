@@ -1,0 +1,85 @@
+"""A cell's verdict, VALID or INVALID, with every reason, in the manner of MLPerf's LoadGen.
+
+A number is only worth comparing if the run that produced it measured what it claims: enough
+iterations for a stable median, no error, no change in machine speed while the clock
+ran, the cache state the suite asked for. Such problems are invisible in the number itself, so
+they are judged per cell from what the worker and the controller recorded, and the verdict
+travels with the cell into ``cells.jsonl``, the summary and the reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CLOCK_DROP = 0.9  # a clock below 90% of where it started (or of its maximum) changed speed
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """VALID when ``reasons`` is empty."""
+
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return "INVALID" if self.reasons else "VALID"
+
+
+def _iterations(info: dict[str, Any], minimum: int) -> list[str]:
+    count = info.get("measured_iterations")
+    if count is None or count >= minimum:
+        return []
+    return [
+        f"too few measured iterations ({count} < min_iterations {minimum}): "
+        "raise the workload's steps, requests or samples"
+    ]
+
+
+def _cpu(info: dict[str, Any]) -> list[str]:
+    state = info.get("cpu_state") or {}
+    out = []
+    throttled = state.get("thermal_throttle_events")
+    if throttled:
+        out.append(f"the CPU was thermally throttled {throttled} times during the measured phase")
+    start, end = state.get("mhz_start"), state.get("mhz_end")
+    if start and end and end < CLOCK_DROP * start:
+        out.append(
+            f"the CPU clock fell from {start:.0f} to {end:.0f} MHz during the measured phase "
+            "(set the governor to performance)"
+        )
+    return out
+
+
+def _gpu(info: dict[str, Any]) -> list[str]:
+    steady = info.get("gpu_steady") or {}
+    out = []
+    if steady.get("slowdowns"):
+        causes = ", ".join(steady["slowdowns"])
+        out.append(f"the GPU slowed down during the measured phase: {causes}")
+    low, high = steady.get("sm_clock_min_mhz"), steady.get("sm_clock_max_mhz")
+    if low and high and low < CLOCK_DROP * high:
+        out.append(
+            f"the GPU's SM clock varied between {low:.0f} and {high:.0f} MHz during the measured "
+            "phase (lock it: nvidia-smi --lock-gpu-clocks)"
+        )
+    return out
+
+
+def _cache(cache: dict[str, Any] | None) -> list[str]:
+    if not cache or cache.get("mode") != "cold" or cache.get("dropped"):
+        return []
+    return [f"cache: cold was asked for but the page cache was not dropped: {cache.get('reason')}"]
+
+
+def judge(
+    error: str | None,
+    info: dict[str, Any],
+    min_iterations: int,
+    cache: dict[str, Any] | None = None,
+) -> Verdict:
+    """The verdict of one cell from its error (if it failed) and the facts it recorded."""
+    if error is not None:
+        return Verdict([f"the cell failed: {error}"])
+    reasons = _iterations(info, min_iterations) + _cpu(info) + _gpu(info) + _cache(cache)
+    return Verdict(reasons)
