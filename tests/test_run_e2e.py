@@ -16,12 +16,14 @@ import pytest
 
 from bench.results import load, load_cells, load_manifest, load_raw
 from tests.conftest import REPO, bench_cli
+from workloads.gpu import GPU_METRICS
 
 pytestmark = pytest.mark.e2e
 
 TINY = """\
 name: tiny
 repetitions: 2
+min_iterations: 5
 targets:
   - {name: bare, kind: local, baseline: true}
 workloads:
@@ -49,8 +51,10 @@ COMMON = {
     "mem.rss_peak_bytes",
     "mem.host_bytes",
     "cpu.util_pct",
+    "cpu.user_pct",
+    "cpu.sys_pct",
 }
-GPU = {"gpu.util_mean_pct", "gpu.util_max_pct", "gpu.mem_peak_bytes", "gpu.power_mean_w"}
+GPU = set(GPU_METRICS)
 
 
 def run_dir_of(done: subprocess.CompletedProcess[str]) -> Path:
@@ -79,7 +83,9 @@ def test_every_workload_reports_its_metrics(tiny_run) -> None:
     run_dir = run_dir_of(tiny_run[0])
     df = load(run_dir)
     assert set(df["repetition"]) == {0, 1}
-    assert (df["value"] > 0).all()  # nothing unmeasured is stored as zero
+    # nothing unmeasured is stored as zero (system time may truly round to nothing)
+    assert (df[df.metric != "cpu.sys_pct"]["value"] > 0).all()
+    assert (df["value"] >= 0).all()
     for workload, metrics in EXPECTED.items():
         for rep in (0, 1):
             got = set(df[(df.workload == workload) & (df.repetition == rep)]["metric"])
@@ -99,6 +105,7 @@ def test_cells_record_absent_metrics_with_reasons(tiny_run) -> None:
     run_dir = run_dir_of(tiny_run[0])
     cells = load_cells(run_dir)
     assert len(cells) == 6 and (cells["status"] == "ok").all()
+    assert (cells["verdict"] == "VALID").all() and not any(cells["reasons"].map(len))
     for info in cells[cells.workload == "load"]["info"]:  # inside the deployment's directory
         assert info["dataset_dir"].startswith(os.path.join(tempfile.gettempdir(), "bench-"))
     for absent in cells["absent"]:
@@ -118,6 +125,13 @@ def test_manifest_and_raw_arrays(tiny_run) -> None:
     raw = load_raw(run_dir)
     train = [v for k, v in raw.items() if "-train-" in k]
     assert len(train) == 2 and all(len(r["step_time_s"]) == 6 for r in train)
+    for r in raw.values():  # the controller's timelines, on the clock of the start-up phases
+        marks = r["startup_marks_s"]
+        assert 0 < marks["provision"] < marks["ready"] < marks["first_step"]
+        memory = r["host_timelines"]["mem.host_bytes"]
+        assert memory["unit"] == "bytes" and len(memory["t_s"]) == len(memory["value"]) >= 2
+        assert memory["t_s"] == sorted(memory["t_s"]) and memory["t_s"][-1] > marks["ready"]
+        assert max(memory["value"]) > 50 * 2**20  # torch is resident at its peak
 
 
 def test_failed_cells_are_recorded_and_the_run_goes_on(write_suite, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -51,12 +52,16 @@ def spec(kind: str, seed: int = 0, **options: Any) -> dict[str, Any]:
 def check_metrics(result: dict[str, Any], expected: dict[str, str]) -> None:
     """Exactly the expected worker metrics, each positive with its unit."""
     metrics = result["metrics"]
-    common = {"cpu.util_pct": "%", "mem.rss_peak_bytes": "bytes"}
-    assert set(metrics) == set(expected) | set(common)
+    common = {"cpu.util_pct": "%", "cpu.user_pct": "%", "mem.rss_peak_bytes": "bytes"}
+    assert set(metrics) == set(expected) | set(common) | {"cpu.sys_pct"}
     for name, unit in {**expected, **common}.items():
         assert metrics[name]["unit"] == unit, name
         assert metrics[name]["value"] > 0, name
+    assert metrics["cpu.sys_pct"]["value"] >= 0  # may truly round to nothing in a short run
+    split = metrics["cpu.user_pct"]["value"] + metrics["cpu.sys_pct"]["value"]
+    assert split == pytest.approx(metrics["cpu.util_pct"]["value"])
     assert not set(metrics) & set(result["absent"])
+    assert result["info"]["measured_iterations"] > 0
 
 
 # --- train_step -----------------------------------------------------------------------------
@@ -367,10 +372,18 @@ def test_light_modules_do_not_import_torch_or_numpy() -> None:
 
 
 class FakeNvml:
-    """FAKE GPU (hardware absent here): answers like pynvml for one GPU without power readings."""
+    """FAKE GPU (hardware absent here): answers like pynvml for one GPU without power readings.
+
+    Utilisation and memory follow ``phase``, which the test moves from start-up to the
+    measured phase; the clock drops and a thermal slowdown is reported once ``hot`` is set.
+    """
+
+    NVML_CLOCK_SM = 1
 
     def __init__(self, fail_init: bool = False) -> None:
         self.fail_init = fail_init
+        self.phase = "startup"
+        self.hot = False
 
     def nvmlInit(self) -> None:
         if self.fail_init:
@@ -383,23 +396,82 @@ class FakeNvml:
         return index
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(gpu=40)
+        return SimpleNamespace(gpu=90 if self.phase == "steady" else 10)
 
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(used=2**30)
+        return SimpleNamespace(used=2**31 if self.phase == "steady" else 2**30)
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         raise RuntimeError("Not Supported")
 
+    def nvmlDeviceGetClockInfo(self, handle: int, kind: int) -> int:
+        assert kind == self.NVML_CLOCK_SM
+        return 1200 if self.hot else 1980
 
-def test_nvml_sampler_summaries_and_reasons() -> None:
-    sampler = NvmlSampler(FakeNvml(), 0, interval_s=0.01)  # type: ignore[arg-type]
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:
+        return 0x40 | 0x01 if self.hot else 0x01  # hardware thermal slowdown (+ idle bit)
+
+
+def _wait_for_samples(sampler: NvmlSampler, count: int) -> None:
+    deadline = time.monotonic() + 10
+    start = len(sampler.timeline.t)
+    while len(sampler.timeline.t) < start + count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_nvml_sampler_splits_start_up_from_steady_state() -> None:
+    nvml = FakeNvml()
+    sampler = NvmlSampler(nvml, 0, interval_s=0.005)  # type: ignore[arg-type]
     sampler.start()
+    _wait_for_samples(sampler, 3)
+    nvml.phase = "steady"
+    sampler.mark("measured_start")
+    _wait_for_samples(sampler, 3)
+    sampler.mark("measured_end")
     report = sampler.stop()
-    assert report.metrics["gpu.util_mean_pct"] == {"value": 40.0, "unit": "%"}
-    assert report.metrics["gpu.mem_peak_bytes"] == {"value": float(2**30), "unit": "bytes"}
+    steady = startup = report.metrics
+    assert steady["gpu.util_mean_pct"] == {"value": 90.0, "unit": "%"}
+    assert steady["gpu.util_max_pct"]["value"] == 90.0
+    assert steady["gpu.mem_peak_bytes"] == {"value": float(2**31), "unit": "bytes"}
+    assert steady["gpu.sm_clock_mean_mhz"] == {"value": 1980.0, "unit": "MHz"}
+    assert startup["gpu.startup_util_mean_pct"]["value"] == 10.0
+    assert startup["gpu.startup_mem_peak_bytes"]["value"] == float(2**30)
     assert report.absent == {
-        "gpu.power_mean_w": "no samples collected (RuntimeError: Not Supported)"
+        "gpu.power_mean_w": "no steady-state samples collected (RuntimeError: Not Supported)",
+        "gpu.startup_power_mean_w": "no start-up samples collected (RuntimeError: Not Supported)",
     }
+    line = report.raw["gpu_timeline"]
+    assert len(line["t_s"]) == len(line["util_pct"]) == len(line["power_w"]) >= 6
+    assert set(line["power_w"]) == {None}  # failed readings stay visible as gaps, not zeros
+    assert 0 < line["marks_s"]["measured_start"] < line["marks_s"]["measured_end"]
+    assert report.info["gpu_steady"]["slowdowns"] == []
+
+
+def test_nvml_sampler_reports_a_thermal_slowdown_in_the_measured_phase() -> None:
+    nvml = FakeNvml()
+    sampler = NvmlSampler(nvml, 0, interval_s=0.005)  # type: ignore[arg-type]
+    sampler.start()
+    sampler.mark("measured_start")
+    _wait_for_samples(sampler, 3)
+    nvml.hot = True
+    _wait_for_samples(sampler, 3)
+    sampler.mark("measured_end")
+    steady = sampler.stop().info["gpu_steady"]
+    assert steady["slowdowns"] == ["hardware thermal slowdown"]
+    assert (steady["sm_clock_min_mhz"], steady["sm_clock_max_mhz"]) == (1200.0, 1980.0)
+
+
+def test_gpu_monitor_absent_with_the_reason() -> None:
     failed = open_monitor("cuda", 0, nvml=FakeNvml(fail_init=True)).stop()  # type: ignore[arg-type]
     assert failed.absent == dict.fromkeys(GPU_METRICS, "NVML init failed: Driver Not Loaded")
+    on_cpu = open_monitor("cpu", None).stop()
+    assert on_cpu.absent == dict.fromkeys(GPU_METRICS, "workload ran on cpu") and not on_cpu.raw
+
+
+def test_injected_slowdown_is_recorded_and_bad_values_refused(monkeypatch) -> None:
+    monkeypatch.setenv("BENCH_INJECT_SLOWDOWN", "0.05")
+    result = run_workload(spec("train_step", batch_size=2, steps=3, warmup_steps=0))
+    assert result["info"]["injected_slowdown"] == 0.05
+    monkeypatch.setenv("BENCH_INJECT_SLOWDOWN", "5%")
+    with pytest.raises(ValueError, match="BENCH_INJECT_SLOWDOWN must be a fraction"):
+        run_workload(spec("train_step", batch_size=2, steps=3, warmup_steps=0))
