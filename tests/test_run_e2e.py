@@ -130,7 +130,7 @@ def test_manifest_and_raw_arrays(tiny_run) -> None:
         assert 0 < marks["provision"] < marks["ready"] < marks["first_step"]
         memory = r["host_timelines"]["mem.host_bytes"]
         assert memory["unit"] == "bytes" and len(memory["t_s"]) == len(memory["value"]) >= 2
-        assert memory["t_s"] == sorted(memory["t_s"]) and memory["t_s"][-1] > marks["ready"]
+        assert memory["t_s"] == sorted(memory["t_s"]) and memory["t_s"][-1] > marks["provision"]
         assert max(memory["value"]) > 50 * 2**20  # torch is resident at its peak
 
 
@@ -157,6 +157,9 @@ def test_failed_cells_are_recorded_and_the_run_goes_on(write_suite, tmp_path: Pa
     assert "worker blew up" in cells.loc["crash", "error"]
     assert "worker blew up" in cells.loc["crash", "stderr_tail"]
     assert "'/nonexistent/python3' not found" in cells.loc["missing", "error"]
+    assert cells.loc["crash", "verdict"] == "INVALID"
+    assert cells.loc["crash", "reasons"] == [f"the cell failed: {cells.loc['crash', 'error']}"]
+    assert "INVALID cells" in done.stdout
     assert set(load(run_dir)["target"]) == {"good"}
     manifest = load_manifest(run_dir)
     assert manifest["status"] == "failed"
