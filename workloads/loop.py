@@ -18,8 +18,9 @@ from workloads.cpustate import CpuState, change
 from workloads.gpu import GpuMonitor
 
 # A fraction by which every iteration is stretched (by sleeping: a busy wait would compete with
-# torch's own threads for the cores and slow the step by far more than asked). It exists to check that bench detects a known slowdown on a given machine; the value
-# in force is recorded in the cell's info, so such a cell is never mistaken for a real one.
+# torch's own threads for the cores and slow the step by far more than asked). It exists to
+# check that bench detects a known slowdown on a given machine; the value in force is recorded
+# in the cell's info, so such a cell is never mistaken for a real one.
 SLOWDOWN_ENV = "BENCH_INJECT_SLOWDOWN"
 
 

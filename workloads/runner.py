@@ -20,10 +20,12 @@ from workloads.common import (
     select_device,
 )
 from workloads.context import Context
-from workloads.gpu import open_monitor, unavailable
+from workloads.gpu import GpuMonitor, open_monitor, unavailable
 from workloads.memory import TreePeakSampler
 from workloads.protocol import Emit, Event, discard, make_event, start_event
 from workloads.spec import Spec, validate
+
+OFF = "samplers switched off in the spec"
 
 KIND_MODULES = {
     "train_step": "workloads.train_step",
@@ -37,7 +39,7 @@ def _context(spec: Spec, emit: Emit, started: float) -> Context:
     import torch
 
     device = select_device(spec.workload["device"])
-    gpu = open_monitor(device.type, device.index)
+    gpu = open_monitor(device.type, device.index) if spec.samplers else GpuMonitor(None, OFF)
     gpu.start()
     threads = apply_threads(spec.workload["threads"])
     seed_everything(spec.seed)
@@ -75,7 +77,9 @@ def execute(spec: Spec, emit: Emit) -> Event:
     probes watch too, so ``mem.rss_peak_bytes`` and ``mem.host_bytes`` cover the same work.
     """
     started = time.perf_counter()
-    memory = TreePeakSampler().start()
+    memory = TreePeakSampler()
+    if spec.samplers:
+        memory.start()
     ctx: Context | None = None
     try:
         ctx = _context(spec, emit, started)

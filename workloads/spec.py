@@ -30,6 +30,7 @@ class Spec:
     workload: dict[str, Any]
     seed: int
     progress_every_s: float
+    samplers: bool = True  # false only to measure what the samplers themselves cost
 
     @property
     def kind(self) -> str:
@@ -165,7 +166,8 @@ def validate(raw: Any) -> Spec:
     seed = integer(0)("spec.seed", raw.get("seed", 0))
     every = raw.get("progress_every_s")
     every = 0.5 if every is None else positive_number("spec.progress_every_s", every)
-    return Spec(workload=workload, seed=seed, progress_every_s=every)
+    samplers = boolean("spec.samplers", raw.get("samplers", True))
+    return Spec(workload=workload, seed=seed, progress_every_s=every, samplers=samplers)
 
 
 def parse(source: str) -> Spec:

@@ -1,0 +1,89 @@
+"""Do bench's samplers disturb what they measure?
+
+Runs one training workload as a real worker process two ways, alternating in one run so that
+machine drift hits both equally:
+
+* samplers on: the worker's own samplers (memory of its process tree at 10 Hz, NVML where a GPU
+  is used, CPU state around the measured phase) and the controller's host-side memory probe of
+  the worker's process tree at 10 Hz, exactly as ``kind: local`` runs them;
+* samplers off: the same worker with ``"samplers": false`` in its spec and no host probe.
+
+Prints each pair, then the ratio of median throughputs (on / off) with its bootstrap 95% CI
+(``bench.stats.ratio``), and the same for the median step time over every measured step. The
+target is a perturbation under 1%.
+
+    .venv/bin/python benchmarks/sampler_perturbation.py [--pairs 10] [--steps 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.probes.process import TreeMemorySampler  # noqa: E402
+from bench.stats import ratio  # noqa: E402
+from bench.targets import worker  # noqa: E402
+
+WORKLOAD = {"name": "train-mlp", "kind": "train_step", "model": "mlp", "batch_size": 64}
+
+
+def run_worker(spec: dict, host_probe: bool) -> tuple[float, list[float], int]:
+    """Throughput, step times and host samples taken for one worker process."""
+    proc = subprocess.Popen(
+        worker.run_args(sys.executable),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    probe = TreeMemorySampler(proc.pid).start() if host_probe else None
+    out, _ = proc.communicate(json.dumps(spec))
+    if probe is not None:
+        probe.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"worker failed with status {proc.returncode}")
+    result = next(e for e in map(json.loads, out.splitlines()) if e.get("event") == "result")
+    throughput = result["metrics"]["train.throughput"]["value"]
+    return throughput, result["raw"]["step_time_s"], probe.samples if probe else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+    workload = {**WORKLOAD, "steps": args.steps, "warmup_steps": 20}
+    modes = {"on": True, "off": False}
+    throughput: dict[str, list[float]] = {m: [] for m in modes}
+    steps: dict[str, list[float]] = {m: [] for m in modes}
+    for index in range(args.pairs):
+        order = list(modes) if index % 2 == 0 else list(reversed(modes))  # ABBA
+        line = []
+        for mode in order:
+            spec = {"workload": workload, "seed": 0, "samplers": modes[mode]}
+            value, times, probes = run_worker(spec, host_probe=modes[mode])
+            throughput[mode].append(value)
+            steps[mode].append(statistics.median(times))
+            line.append(f"{mode}: {value:8.1f} samples/s ({probes} host samples)")
+        print(f"pair {index + 1:2d}  " + "   ".join(line), flush=True)
+    for name, series in (("throughput", throughput), ("median step time", steps)):
+        found = ratio(series["on"], series["off"])
+        assert found is not None
+        low, high = found.low or found.ratio, found.high or found.ratio
+        print(
+            f"{name}: on/off = {found.ratio:.4f} [95% CI {low:.4f}, {high:.4f}]"
+            f" -> {100 * (found.ratio - 1):+.2f}%"
+            + (" (no measurable difference)" if not found.measurable else "")
+        )
+
+
+if __name__ == "__main__":
+    main()
