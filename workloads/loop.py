@@ -17,8 +17,8 @@ from workloads.common import Reporter, metric
 from workloads.cpustate import CpuState, change
 from workloads.gpu import GpuMonitor
 
-# A fraction by which every iteration is stretched (by sleeping: a busy wait would compete with
-# torch's own threads for the cores and slow the step by far more than asked). It exists to
+# A fraction by which every iteration is stretched (mostly by sleeping: a long busy wait would
+# compete with torch's own threads for the cores and slow the step by more than asked). It exists to
 # check that bench detects a known slowdown on a given machine; the value in force is recorded
 # in the cell's info, so such a cell is never mistaken for a real one.
 SLOWDOWN_ENV = "BENCH_INJECT_SLOWDOWN"
@@ -77,6 +77,17 @@ def injected_slowdown() -> float:
     return value
 
 
+def _stretch(started: float, slowdown: float) -> None:
+    """Wait until the iteration has taken ``1 + slowdown`` times as long: sleep for most of
+    it, then spin for the last fraction of a millisecond, which a sleep would overshoot."""
+    clock = time.perf_counter
+    until = started + (clock() - started) * (1.0 + slowdown)
+    if until - clock() > 0.001:
+        time.sleep(until - clock() - 0.0005)
+    while clock() < until:
+        pass
+
+
 def _timed(
     step: Callable[[], Any],
     count: int,
@@ -92,7 +103,7 @@ def _timed(
         output = step()
         sync()
         if slowdown:
-            time.sleep((clock() - started) * slowdown)
+            _stretch(started, slowdown)
         times.append(clock() - started)
         if outputs is not None:
             outputs.append(output)
