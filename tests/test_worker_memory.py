@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from workloads.memory import TreePeakSampler, tree_pids, tree_resident_bytes
@@ -130,3 +131,19 @@ def test_worker_reports_its_dataloader_processes(tmp_path: Path) -> None:
     result = next(e for e in events if e["event"] == "result")
     peak = result["metrics"]["mem.rss_peak_bytes"]["value"]
     assert peak > 1.3 * seen["largest_single"], (peak, seen["largest_single"])
+
+
+def test_host_probe_keeps_a_timeline_and_bounds_it(monkeypatch) -> None:
+    from bench.probes import sampler as periodic
+    from bench.probes.process import TreeMemorySampler
+
+    probe = TreeMemorySampler(os.getpid(), interval=0.01).start()
+    while len(probe.timeline) < 5:
+        time.sleep(0.01)
+    probe.stop()
+    times = [t for t, _ in probe.timeline]
+    assert times == sorted(times) and probe.peak == max(v for _, v in probe.timeline)
+    monkeypatch.setattr(periodic, "MAX_POINTS", 4)
+    for value in range(5):
+        probe._record(value)  # past the bound, every other point goes: resolution, not span
+    assert len(probe.timeline) <= 4 and probe.timeline[0][0] == times[0]
