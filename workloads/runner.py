@@ -39,10 +39,10 @@ def _context(spec: Spec, emit: Emit, started: float) -> Context:
     import torch
 
     device = select_device(spec.workload["device"])
-    gpu = open_monitor(device.type, device.index) if spec.samplers else GpuMonitor(None, OFF)
-    gpu.start()
     threads = apply_threads(spec.workload["threads"])
     seed_everything(spec.seed)
+    gpu = open_monitor(device.type, device.index) if spec.samplers else GpuMonitor(None, OFF)
+    gpu.start()
     return Context(spec, emit, device, threads, torch.__version__, started, gpu=gpu)
 
 
