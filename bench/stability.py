@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.stats import GROUP, MIN_FOR_CI
+from bench.stats import GROUP, MIN_FOR_CI, MIN_FOR_SPREAD
 
 CV_LIMIT = 0.10  # repetitions varying more than this (std / mean) are flagged
 COLD_FACTOR = 1.5  # first repetition this much worse than the rest's median
@@ -61,14 +61,14 @@ def _too_few(samples: pd.DataFrame) -> list[str]:
     if repetitions >= MIN_FOR_CI:
         return []
     return [
-        f"only {repetitions} repetition(s): no confidence intervals and no outlier flags; "
-        f"set repetitions: 5 or more for numbers you can compare"
+        f"only {repetitions} repetition(s): no confidence intervals; set repetitions: "
+        f"{MIN_FOR_CI} or more (the default is 10) for numbers you can compare"
     ]
 
 
 def _variation(unit: str, values: np.ndarray) -> float | None:
     """The coefficient of variation of a time or rate when it exceeds the limit, else None."""
-    if unit not in TIME_UNITS | RATE_UNITS or len(values) < MIN_FOR_CI or values.mean() == 0:
+    if unit not in TIME_UNITS | RATE_UNITS or len(values) < MIN_FOR_SPREAD or values.mean() == 0:
         return None
     cv = float(values.std(ddof=1) / abs(values.mean()))
     return cv if cv > CV_LIMIT else None
@@ -76,7 +76,7 @@ def _variation(unit: str, values: np.ndarray) -> float | None:
 
 def _cold_factor(unit: str, values: np.ndarray) -> float | None:
     """How much worse the first repetition is than the rest's median, when it is markedly."""
-    if len(values) < MIN_FOR_CI:
+    if len(values) < MIN_FOR_SPREAD:
         return None
     first, rest = values[0], float(np.median(values[1:]))
     if unit in TIME_UNITS and rest > 0 and first > COLD_FACTOR * rest:

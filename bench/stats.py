@@ -18,7 +18,10 @@ from scipy import stats
 GROUP = ["workload", "target", "metric", "unit"]
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
-MIN_FOR_CI = 3  # fewer repetitions give no meaningful interval
+# Below 5 values per side a bootstrap "95%" interval covers far less than 95% (with 3 against 3,
+# no nonparametric test can even reach 95%), so no interval is printed rather than a false one.
+MIN_FOR_CI = 5
+MIN_FOR_SPREAD = 3  # outliers and variation need at least a median and two values around it
 OUTLIER_Z = 3.5  # Iglewicz and Hoaglin's cut-off for the modified z-score
 COLUMNS = [*GROUP, "n", "median", "q1", "q3", "iqr", "min", "max", "ci_low", "ci_high", "outliers"]
 
@@ -57,7 +60,7 @@ def outliers(values: np.ndarray) -> np.ndarray:
     from the median is flagged, which is what the score tends to in the limit.
     """
     values = np.asarray(values, dtype=float)
-    if len(values) < MIN_FOR_CI:
+    if len(values) < MIN_FOR_SPREAD:
         return np.zeros(len(values), dtype=bool)
     deviation = np.abs(values - np.median(values))
     mad = np.median(deviation)

@@ -37,14 +37,14 @@ def test_noisy_repetitions_say_what_to_do() -> None:
 
 
 def test_memory_and_percentages_are_not_judged_for_spread() -> None:
-    data = {("w", "t", "mem.host_bytes", "bytes"): [1e8, 3e8, 2e8, 5e8]}
+    data = {("w", "t", "mem.host_bytes", "bytes"): [1e8, 3e8, 2e8, 5e8, 4e8]}
     assert warnings(frame(data)) == []
 
 
 def test_a_cold_first_repetition_is_flagged_in_either_direction() -> None:
     data = {
-        ("w", "t", "startup.total_s", "s"): [6.0, 2.0, 2.1, 1.9],
-        ("w", "t", "train.throughput", "samples/s"): [40.0, 100.0, 101.0, 99.0],
+        ("w", "t", "startup.total_s", "s"): [6.0, 2.0, 2.1, 1.9, 2.0],
+        ("w", "t", "train.throughput", "samples/s"): [40.0, 100.0, 101.0, 99.0, 100.0],
     }
     found = [w for w in warnings(frame(data)) if "first repetition" in w]
     assert len(found) == 1
@@ -55,8 +55,8 @@ def test_too_few_repetitions_is_said_once() -> None:
     data = {key: values[:2] for key, values in STEADY.items()}
     found = warnings(frame(data))
     assert found == [
-        "only 2 repetition(s): no confidence intervals and no outlier flags; "
-        "set repetitions: 5 or more for numbers you can compare"
+        "only 2 repetition(s): no confidence intervals; set repetitions: 5 or more "
+        "(the default is 10) for numbers you can compare"
     ]
 
 
