@@ -17,7 +17,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from bench.results import load, load_cells, load_manifest
+from bench.results import load, load_cells, load_manifest, load_raw
+from bench.suite import parse_suite
+from bench.targets.registry import make_target
 from tests.conftest import REPO, bench_cli
 from tests.docker_engine import ensure_engine, labelled
 from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of
@@ -99,7 +101,26 @@ def test_local_and_container_report_the_same_metrics(
     assert all("built" in reason for reason in pull_reasons)
     overhead = samples.query("target == 'ctr' and metric == 'mem.overhead_bytes'").value
     assert (overhead > 1e6).all() and (overhead < 200e6).all()  # the shim and kernel memory
+    host = samples.query("target == 'ctr' and metric == 'mem.host_bytes'")
+    raw = load_raw(run_dir)
+    for cell, peak in zip(host["cell"], host["value"], strict=True):
+        (entry,) = [r for r in raw.values() if r["cell"].startswith(f"{cell:04d}-")]
+        line = entry["host_timelines"]["mem.host_bytes"]
+        assert max(line["value"]) == peak  # the peak is one of the timeline's readings
     assert not labelled(client, manifest["run_id"])
+
+
+def test_cache_drop_reaches_the_engine_host_or_says_why() -> None:
+    local = make_target(parse_suite(f"name: c\ntargets: [{BUILT}]\n{WORKLOADS}").targets[0])
+    expected = None if os.geteuid() == 0 else "needs root"
+    reason = local.drop_caches()
+    assert reason is expected or expected in reason
+    remote = "{name: far, kind: docker, image: x, docker_host: 'tcp://203.0.113.7:2375'}"
+    far = make_target(parse_suite(f"name: c\ntargets: [{remote}]\n{WORKLOADS}").targets[0])
+    assert far.drop_caches() == (
+        "the Docker engine at tcp://203.0.113.7:2375 is remote: its host's page cache is out "
+        "of reach"
+    )
 
 
 def test_limits_are_applied_and_read_back(matched, client, write_suite, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from bench import metadata
 from bench.build.builder import Builder
 from bench.build.config import BuildConfig
 from bench.errors import TargetError
-from bench.results import ResultStore, load, load_cells, load_manifest
+from bench.results import ResultStore, load, load_cells, load_manifest, load_raw
 from bench.runner import NullObserver, Runner
 from bench.suite import parse_suite
 from bench.targets import accel, qemu
@@ -102,6 +102,11 @@ def test_guest_runs_the_three_workloads(three_workloads) -> None:
     assert (vm["mem.host_bytes"] > vm["mem.rss_peak_bytes"]).all()
     parts = vm["mem.host_bytes"] - vm["mem.rss_peak_bytes"]
     assert (parts - vm["mem.overhead_bytes"]).abs().max() < 1
+    for entry in load_raw(run_dir).values():  # QEMU's memory over the boot and the run
+        if "-vm-" in entry["cell"]:
+            line, marks = entry["host_timelines"]["mem.host_bytes"], entry["startup_marks_s"]
+            assert line["t_s"][0] < marks["provision"] < line["t_s"][-1]
+            assert line["value"][-1] > 2 * line["value"][0]  # the guest's memory filled in
     assert not qemu_pids(run_id) and not guest_dirs(run_id)
 
 
