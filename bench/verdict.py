@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CLOCK_DROP = 0.9  # a clock below 90% of where it started (or of its maximum) changed speed
+STEAL_LIMIT = 10.0  # % of the machine's CPU time taken by the hypervisor for other guests
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ def _cpu(info: dict[str, Any]) -> list[str]:
         out.append(
             f"the CPU clock fell from {start:.0f} to {end:.0f} MHz during the measured phase "
             "(set the governor to performance)"
+        )
+    steal = state.get("steal_pct")
+    if steal is not None and steal > STEAL_LIMIT:
+        out.append(
+            f"the hypervisor took {steal:.0f}% of the CPU time (steal) during the measured "
+            "phase: use dedicated vCPUs or a quieter host"
         )
     return out
 

@@ -26,7 +26,12 @@ def test_a_clean_cell_is_valid() -> None:
 def test_each_problem_is_a_reason() -> None:
     info = {
         "measured_iterations": 4,
-        "cpu_state": {"thermal_throttle_events": 3, "mhz_start": 3000.0, "mhz_end": 2000.0},
+        "cpu_state": {
+            "thermal_throttle_events": 3,
+            "mhz_start": 3000.0,
+            "mhz_end": 2000.0,
+            "steal_pct": 25.0,
+        },
         "gpu_steady": {
             "slowdowns": ["hardware thermal slowdown"],
             "sm_clock_min_mhz": 1200.0,
@@ -35,13 +40,14 @@ def test_each_problem_is_a_reason() -> None:
     }
     cold = cache.record("cold", "/proc/sys/vm/drop_caches: Permission denied", 0.0)
     reasons = judge(None, info, min_iterations=10, cache=cold).reasons
-    assert len(reasons) == 6, reasons
+    assert len(reasons) == 7, reasons
     assert reasons[0].startswith("too few measured iterations (4 < min_iterations 10)")
     assert "thermally throttled 3 times" in reasons[1]
     assert "fell from 3000 to 2000 MHz" in reasons[2]
-    assert reasons[3].endswith("hardware thermal slowdown")
-    assert "between 1200 and 1980 MHz" in reasons[4] and "lock-gpu-clocks" in reasons[4]
-    assert reasons[5].startswith("cache: cold was asked for but the page cache was not dropped")
+    assert "hypervisor took 25% of the CPU time (steal)" in reasons[3]
+    assert reasons[4].endswith("hardware thermal slowdown")
+    assert "between 1200 and 1980 MHz" in reasons[5] and "lock-gpu-clocks" in reasons[5]
+    assert reasons[6].startswith("cache: cold was asked for but the page cache was not dropped")
 
 
 def test_a_failed_cell_is_invalid_for_its_error() -> None:
@@ -81,6 +87,16 @@ def test_throttle_counts_and_frequency_are_read_from_sysfs(tmp_path: Path) -> No
 def test_frequency_falls_back_to_cpuinfo(tmp_path: Path) -> None:
     mhz = cpustate.frequency_mhz(tmp_path / "no-cpufreq")
     assert mhz is None or mhz > 0
+
+
+def test_steal_is_a_share_of_the_machine_time_across_the_phase(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"  # FAKE /proc/stat: this machine's steal counter barely moves
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 1 2 3\n")
+    before = cpustate.CpuState(cpustate.CpuTimes(0, 0), None, None, cpustate.steal_ticks(tmp_path))
+    stat.write_text("cpu  150 0 60 880 10 0 0 100 0 0\n")
+    after = cpustate.CpuState(cpustate.CpuTimes(1, 0), None, None, cpustate.steal_ticks(tmp_path))
+    assert cpustate.change(before, after)["steal_pct"] == pytest.approx(100 * 60 / 200)
+    assert cpustate.steal_ticks() is not None  # the real /proc/stat parses
 
 
 def test_cpu_times_split_user_and_system() -> None:

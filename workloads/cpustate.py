@@ -2,9 +2,10 @@
 
 User vs system time separates the workload's own computation from what the kernel does for it
 (page faults, I/O, a container's or a VM's extra syscalls), which is where isolation shows up.
-Thermal throttling counters and the clock frequency are read at both ends of the measured phase:
-a CPU that throttled or slowed down meanwhile produced numbers that say more about the room's
-temperature than about the target, and the controller marks such a cell INVALID.
+Thermal throttling counters, the clock frequency and the machine's steal time are read at both
+ends of the measured phase: a CPU that throttled or slowed down meanwhile, or a hypervisor that
+took the CPU away, produced numbers that say more about the room's temperature or the
+neighbours than about the target, and the controller marks such a cell INVALID.
 
 Standard library only: this runs on the target, and the host side reads it too.
 """
@@ -110,6 +111,22 @@ def frequency_mhz(root: Path = SYS_CPU, proc: Path = PROC) -> float | None:
     return sum(mine) / len(mine) if mine else None
 
 
+def steal_ticks(proc: Path = PROC) -> tuple[int, int] | None:
+    """(steal, total) clock ticks of the whole machine from /proc/stat; None if unreadable.
+
+    Steal is time the hypervisor ran something else while this guest's vCPU wanted to run: on
+    a shared cloud instance it slows the workload without any trace in its own CPU time.
+    """
+    try:
+        fields = (proc / "stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
 @dataclass(frozen=True)
 class CpuState:
     """What is read at each end of the measured phase."""
@@ -117,10 +134,11 @@ class CpuState:
     times: CpuTimes
     throttles: int | None
     mhz: float | None
+    steal: tuple[int, int] | None = None
 
     @classmethod
     def now(cls) -> CpuState:
-        return cls(cpu_times(), throttle_count(), frequency_mhz())
+        return cls(cpu_times(), throttle_count(), frequency_mhz(), steal_ticks())
 
 
 def change(before: CpuState, after: CpuState) -> dict[str, float | int | None]:
@@ -128,8 +146,13 @@ def change(before: CpuState, after: CpuState) -> dict[str, float | int | None]:
     throttled = None
     if before.throttles is not None and after.throttles is not None:
         throttled = after.throttles - before.throttles
+    steal = None
+    if before.steal is not None and after.steal is not None:
+        total = after.steal[1] - before.steal[1]
+        steal = 100.0 * (after.steal[0] - before.steal[0]) / total if total > 0 else None
     return {
         "thermal_throttle_events": throttled,
         "mhz_start": before.mhz,
         "mhz_end": after.mhz,
+        "steal_pct": steal,
     }
