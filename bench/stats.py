@@ -94,7 +94,8 @@ def summarize(samples: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Ratio:
-    """A target's median over the baseline's, with its bootstrap interval (None: too few)."""
+    """A target's value relative to the baseline's, with its bootstrap interval (None: too
+    few repetitions)."""
 
     ratio: float
     low: float | None
@@ -134,16 +135,54 @@ def ratio(target: np.ndarray, baseline: np.ndarray, seed: int = 0) -> Ratio | No
     return Ratio(point, float(interval.low), float(interval.high))
 
 
-def overhead(samples: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Every other target's ratio to ``baseline`` per workload and metric, in suite order."""
+def paired_ratio(target: np.ndarray, baseline: np.ndarray, seed: int = 0) -> Ratio | None:
+    """Median of the per-repetition ratios target[i] / baseline[i], with a bootstrap interval
+    of that median; None when no pair has a non-zero baseline.
+
+    In an interleaved run, repetition i of every target ran within seconds of the others, so
+    whatever the machine was doing then (another tenant, a clock regime) hits both sides of
+    the pair and cancels in their ratio. Comparing the two groups as independent samples
+    leaves that drift in the noise, and a real 5% can drown in it.
+    """
+    target = np.asarray(target, dtype=float)
+    baseline = np.asarray(baseline, dtype=float)
+    keep = baseline != 0
+    ratios = target[keep] / baseline[keep]
+    if len(ratios) == 0:
+        return None
+    interval = median_ci(ratios, seed)
+    point = float(np.median(ratios))
+    return Ratio(point, *interval) if interval else Ratio(point, None, None)
+
+
+PAIR_KEYS = ["run_id", "repetition"]
+
+
+def _pairs(values: pd.DataFrame, base: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Target and baseline values of the repetitions both have, aligned."""
+    keys = [k for k in PAIR_KEYS if k in values and k in base]
+    joined = values.merge(base, on=keys, suffixes=("", "_base"))
+    return joined["value"].to_numpy(dtype=float), joined["value_base"].to_numpy(dtype=float)
+
+
+def overhead(samples: pd.DataFrame, baseline: str, paired: bool = False) -> pd.DataFrame:
+    """Every other target's ratio to ``baseline`` per workload and metric, in suite order.
+
+    ``paired`` (for interleaved runs) compares repetition with repetition (``paired_ratio``);
+    otherwise the two groups' medians are compared as independent samples (``ratio``).
+    """
     columns = ["workload", "target", "metric", "unit", "ratio", "ci_low", "ci_high", "verdict"]
+    paired = paired and "repetition" in samples
     rows = []
     for (workload, metric, unit), group in samples.groupby(
         ["workload", "metric", "unit"], sort=False
     ):
-        base = group[group.target == baseline]["value"].to_numpy(dtype=float)
+        base = group[group.target == baseline]
         for target, values in group[group.target != baseline].groupby("target", sort=False):
-            found = ratio(values["value"].to_numpy(dtype=float), base)
+            if paired:
+                found = paired_ratio(*_pairs(values, base))
+            else:
+                found = ratio(values["value"].to_numpy(dtype=float), base["value"].to_numpy())
             if found is None:
                 continue
             rows.append(

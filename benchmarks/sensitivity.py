@@ -8,9 +8,11 @@ training workload, with the suite's default repetitions, interleaved:
 * ``slow``, whose worker stretches every iteration by 5% (``BENCH_INJECT_SLOWDOWN=0.05``): its
   overhead CI must exclude 1.0, on the slow side.
 
-Prints the overhead table rows of every trial (ratio of medians with its bootstrap 95% CI, the
-same computation the summary uses), then how many trials detected the slowdown and how many
-reported a difference between the twins.
+Prints the overhead table rows of every trial as the summary shows them (the median of the
+per-repetition ratios, paired by repetition because the run is interleaved, with its bootstrap
+95% CI), then, for that method and for comparing the two groups as independent samples (ratio
+of medians), how many trials detected the slowdown and how many reported a difference between
+the twins.
 
     .venv/bin/python benchmarks/sensitivity.py [--trials 3] [--steps 200] [--slowdown 0.05]
 """
@@ -45,13 +47,25 @@ workloads:
 """
 
 
+METHODS = {"paired": True, "independent": False}
+
+
 def trial(suite: Path, results: Path, index: int):
+    """Overhead tables of one ``bench run``, by each method, and its repetitions."""
     cmd = [sys.executable, "-m", "bench.cli", "run", str(suite), "--results-dir", str(results)]
     cmd += ["--run-id", f"trial{index}"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
     samples = load(done.stdout.strip().splitlines()[-1])
-    table = overhead(samples[samples.metric.isin(METRICS)], "base")
-    return table, int(samples["repetition"].max()) + 1
+    samples = samples[samples.metric.isin(METRICS)]
+    tables = {name: overhead(samples, "base", paired=p) for name, p in METHODS.items()}
+    return tables, int(samples["repetition"].max()) + 1
+
+
+def judge(row) -> tuple[bool, bool]:
+    """(a difference was established, and it is a slowdown)."""
+    measurable = not pd_isna(row.ci_low) and not row.ci_low <= 1.0 <= row.ci_high
+    slower = row.ratio < 1.0 if row.metric == "train.throughput" else row.ratio > 1.0
+    return measurable, slower
 
 
 def main() -> None:
@@ -60,27 +74,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--slowdown", type=float, default=0.05)
     args = parser.parse_args()
-    detected = {m: 0 for m in METRICS}
-    false_alarms = {m: 0 for m in METRICS}
+    detected = {(m, metric): 0 for m in METHODS for metric in METRICS}
+    false_alarms = dict.fromkeys(detected, 0)
     with tempfile.TemporaryDirectory(prefix="bench-sensitivity-") as tmp:
         suite = Path(tmp) / "sensitivity.yaml"
         suite.write_text(suite_text(args.steps, args.slowdown))
         for index in range(args.trials):
-            table, reps = trial(suite, Path(tmp) / "results", index)
-            print(f"trial {index + 1} ({reps} repetitions per target)")
-            for row in table.itertuples(index=False):
-                print(f"  {row.target:5s} {row.metric:18s} {row.verdict}")
-                measurable = not pd_isna(row.ci_low) and not row.ci_low <= 1.0 <= row.ci_high
-                if row.target == "slow":
-                    slower = row.ratio < 1.0 if row.metric == "train.throughput" else row.ratio > 1
-                    detected[row.metric] += measurable and slower
-                else:
-                    false_alarms[row.metric] += measurable
-    for metric in METRICS:
+            tables, reps = trial(suite, Path(tmp) / "results", index)
+            print(f"trial {index + 1} ({reps} repetitions per target)", flush=True)
+            for method, table in tables.items():
+                for row in table.itertuples(index=False):
+                    if method == "paired":
+                        print(f"  {row.target:5s} {row.metric:18s} {row.verdict}", flush=True)
+                    measurable, slower = judge(row)
+                    if row.target == "slow":
+                        detected[method, row.metric] += measurable and slower
+                    else:
+                        false_alarms[method, row.metric] += measurable
+    for method, metric in detected:
         print(
-            f"{metric}: {args.slowdown:.0%} slowdown detected in {detected[metric]}/{args.trials}"
-            f" trials; identical targets reported different in "
-            f"{false_alarms[metric]}/{args.trials}"
+            f"{method:11s} {metric}: {args.slowdown:.0%} slowdown detected in "
+            f"{detected[method, metric]}/{args.trials} trials; identical targets reported "
+            f"different in {false_alarms[method, metric]}/{args.trials}"
         )
 
 

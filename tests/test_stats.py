@@ -136,6 +136,24 @@ def test_overhead_table_compares_with_the_baseline() -> None:
     assert ratio(np.array([1.0]), np.array([0.0])) is None
 
 
+def test_pairing_by_repetition_cancels_drift_of_the_machine() -> None:
+    rng = np.random.default_rng(7)
+    regime = np.where(rng.random(10) < 0.5, 100.0, 135.0)  # the machine switches speed
+    rows = []
+    for rep, speed in enumerate(regime):
+        for target, factor in (("base", 1.0), ("twin", 1.0), ("slow", 0.95)):
+            noise = rng.normal(1.0, 0.01)
+            rows.append(("w", target, "train.throughput", "samples/s", speed * factor * noise, rep))
+    samples = pd.DataFrame(
+        rows, columns=["workload", "target", "metric", "unit", "value", "repetition"]
+    )
+    paired = overhead(samples, "base", paired=True).set_index("target")
+    assert paired.loc["slow", "ci_high"] < 1.0 and paired.loc["slow", "verdict"].startswith("-5.")
+    assert "no measurable difference" in paired.loc["twin", "verdict"]
+    independent = overhead(samples, "base").set_index("target")
+    assert independent.loc["slow", "ci_low"] < 0.9  # the regimes swamp the 5%
+
+
 def _printed(samples: pd.DataFrame, manifest: dict) -> str:
     console = Console(record=True, width=200)
     print_summary(console, samples, pd.DataFrame(), "t", manifest)

@@ -86,16 +86,21 @@ KEY_METRICS = (
 
 
 def overhead_table(
-    samples: pd.DataFrame, baseline: str, labels: dict[str, str] | None = None
+    samples: pd.DataFrame,
+    baseline: str,
+    labels: dict[str, str] | None = None,
+    paired: bool = False,
 ) -> Table | None:
     """Each target's key metrics as a ratio to the baseline's, with the ratio's 95% CI; None
-    when there is nothing to compare."""
+    when there is nothing to compare. ``paired``: the run was interleaved, so repetitions are
+    compared pairwise (``stats.paired_ratio``)."""
     keyed = samples[samples["metric"].isin(KEY_METRICS)]
-    found = stats.overhead(keyed, baseline)
+    found = stats.overhead(keyed, baseline, paired=paired)
     if found.empty:
         return None
     labels = labels or {}
-    table = Table(title=f"compared with the baseline {baseline!r} (ratio of medians, 95% CI)")
+    how = "median of per-repetition ratios" if paired else "ratio of medians"
+    table = Table(title=f"compared with the baseline {baseline!r} ({how}, 95% CI)")
     for column in ("workload", "target", "metric", "target / baseline"):
         table.add_column(column, no_wrap=column != "target / baseline")
     for row in found.itertuples(index=False):
@@ -173,7 +178,8 @@ def print_summary(
     counts = flagged.groupby(["workload", "target"]).size().to_dict() if not flagged.empty else {}
     console.print(summary_table(samples, title, labels, counts))
     baseline = _baseline(manifest or {})
-    comparison = overhead_table(samples, baseline, labels) if baseline else None
+    paired = (manifest or {}).get("suite", {}).get("order", "interleaved") == "interleaved"
+    comparison = overhead_table(samples, baseline, labels, paired) if baseline else None
     if comparison is not None:
         console.print(comparison)
     invalid = invalid_table(cells)
