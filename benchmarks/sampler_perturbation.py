@@ -24,6 +24,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.probes.process import TreeMemorySampler  # noqa: E402
+from bench.probes.process import TreeMemorySampler, pss_bytes, tree_bytes  # noqa: E402
 from bench.stats import median_ci, ratio  # noqa: E402
 from bench.targets import worker  # noqa: E402
 
@@ -59,11 +60,47 @@ def run_worker(spec: dict, host_probe: bool) -> tuple[float, list[float], int]:
     return throughput, result["raw"]["step_time_s"], probe.samples if probe else 0
 
 
+PROBES = {  # what each sampler reads per sample, and how often
+    "process-tree memory (host probe and worker, 10 Hz)": (tree_bytes, 10.0),
+    "QEMU PSS (vm host probe, 2 Hz)": (pss_bytes, 2.0),
+}
+
+
+def probe_costs(calls: int = 300) -> None:
+    """CPU time per reading of each probe against a live torch worker, and its duty cycle."""
+    spec = {"workload": {**WORKLOAD, "steps": 100_000, "warmup_steps": 1}, "seed": 0}
+    proc = subprocess.Popen(
+        worker.run_args(sys.executable),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(spec))
+        proc.stdin.close()
+        for line in proc.stdout:  # measure against the worker once torch and the model exist
+            if json.loads(line).get("event") == "first_step":
+                break
+        for name, (read, hz) in PROBES.items():
+            started = time.thread_time()
+            for _ in range(calls):
+                read(proc.pid)
+            cost = (time.thread_time() - started) / calls
+            print(f"{name}: {cost * 1e6:.0f} us CPU per reading -> {cost * hz:.3%} of one core")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
+    probe_costs()
     workload = {**WORKLOAD, "steps": args.steps, "warmup_steps": 20}
     modes = {"on": True, "off": False}
     throughput: dict[str, list[float]] = {m: [] for m in modes}
