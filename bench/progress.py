@@ -63,7 +63,8 @@ class RichObserver(Observer):
         name = self.names[cell.index]
         if record.status == "ok":
             total = self.progress.tasks[task].total or 1
-            self.progress.update(task, description=f"{name} [green]✓", total=total, completed=total)
+            mark = "[green]✓" if record.verdict == "VALID" else "[yellow]✓ INVALID"
+            self.progress.update(task, description=f"{name} {mark}", total=total, completed=total)
         else:
             self.progress.update(task, description=f"{name} [red]✗ failed")
         if self.overall is not None:

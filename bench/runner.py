@@ -232,6 +232,7 @@ class Runner:
         self.observer.cell_phase(cell, "dropping caches")
         began = time.monotonic()
         reason = target.drop_caches()
+        self.observer.cell_phase(cell, "provisioning")
         if reason is not None and cell.target not in self._undroppable:
             self._undroppable.add(cell.target)
             self.observer.note(f"{cell.target}: cache: cold: page cache not dropped: {reason}")
