@@ -1,7 +1,7 @@
 """Checks of the machine state that make benchmark numbers noisy, each with the fix.
 
 Like ``pyperf system show``: frequency scaling, turbo, ASLR, load, swap and memory pressure,
-other busy processes, GPU persistence mode and clocks. Each check is a small best-effort
+steal time, other busy processes, GPU persistence mode and clocks. Each check is a small best-effort
 function; a check that cannot be made on this machine (no cpufreq in a VM, no NVIDIA driver)
 reports ``status: "n/a"`` with the reason instead of a guess. It lives in the worker package
 (standard library, plus NVML when installed) so that every target kind can report its own
@@ -149,6 +149,23 @@ def busy_processes(interval: float = SAMPLE_S) -> dict[str, Any]:
     return _check("other busy processes", WARN, names, "stop them before measuring")
 
 
+STEAL_SHARE = 0.01
+
+
+def steal() -> dict[str, Any]:
+    """CPU time the hypervisor gave to other guests since boot: a shared, oversubscribed host
+    slows the workload in bursts that no setting inside this machine can stop."""
+    fields = _read("/proc/stat").splitlines()[0].split()
+    if fields[0] != "cpu" or len(fields) < 9:
+        return _check("steal time", NA, "/proc/stat has no steal column")
+    ticks = [int(v) for v in fields[1:9]]
+    share = ticks[7] / max(sum(ticks), 1)
+    value = f"{share:.1%} of CPU time since boot"
+    if share > STEAL_SHARE:
+        return _check("steal time", WARN, value, "use dedicated vCPUs or a less loaded host")
+    return _check("steal time", OK, value)
+
+
 def gpus() -> dict[str, Any]:
     """Persistence mode keeps the driver loaded (no re-initialisation per process); clocks
     below their maximum at idle are normal, but locked application clocks are recorded."""
@@ -180,7 +197,7 @@ def gpus() -> dict[str, Any]:
 
 
 CHECKS: tuple[Callable[[], dict[str, Any]], ...] = (
-    governor, turbo, aslr, load, swap, memory_pressure, busy_processes, gpus,
+    governor, turbo, aslr, load, swap, memory_pressure, steal, busy_processes, gpus,
 )  # fmt: skip
 
 
