@@ -62,7 +62,7 @@ def _too_few(samples: pd.DataFrame) -> list[str]:
         return []
     return [
         f"only {repetitions} repetition(s): no confidence intervals; set repetitions: "
-        f"{MIN_FOR_CI} or more (the default is 10) for numbers you can compare"
+        f"{MIN_FOR_CI} or more (the default is 20) for numbers you can compare"
     ]
 
 

@@ -103,7 +103,7 @@ class Suite(BaseModel):
 
     name: Name
     description: str = ""
-    repetitions: PositiveInt = 10
+    repetitions: PositiveInt = 20
     order: Literal["interleaved", "blocked", "random"] = "interleaved"
     seed: NonNegativeInt = 0
     cache: Literal["warm", "cold"] = Field(

@@ -56,7 +56,7 @@ def test_too_few_repetitions_is_said_once() -> None:
     found = warnings(frame(data))
     assert found == [
         "only 2 repetition(s): no confidence intervals; set repetitions: 5 or more "
-        "(the default is 10) for numbers you can compare"
+        "(the default is 20) for numbers you can compare"
     ]
 
 
