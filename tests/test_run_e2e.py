@@ -83,8 +83,10 @@ def test_every_workload_reports_its_metrics(tiny_run) -> None:
     run_dir = run_dir_of(tiny_run[0])
     df = load(run_dir)
     assert set(df["repetition"]) == {0, 1}
-    # nothing unmeasured is stored as zero (system time may truly round to nothing)
-    assert (df[df.metric != "cpu.sys_pct"]["value"] > 0).all()
+    # nothing unmeasured is stored as zero; the kernel splits CPU time into user and system
+    # by sampling ticks, so in a short measured phase one side may truly be nothing
+    split = df.metric.isin(["cpu.user_pct", "cpu.sys_pct"])
+    assert (df[~split]["value"] > 0).all()
     assert (df["value"] >= 0).all()
     for workload, metrics in EXPECTED.items():
         for rep in (0, 1):

@@ -52,12 +52,13 @@ def spec(kind: str, seed: int = 0, **options: Any) -> dict[str, Any]:
 def check_metrics(result: dict[str, Any], expected: dict[str, str]) -> None:
     """Exactly the expected worker metrics, each positive with its unit."""
     metrics = result["metrics"]
-    common = {"cpu.util_pct": "%", "cpu.user_pct": "%", "mem.rss_peak_bytes": "bytes"}
-    assert set(metrics) == set(expected) | set(common) | {"cpu.sys_pct"}
+    common = {"cpu.util_pct": "%", "mem.rss_peak_bytes": "bytes"}
+    assert set(metrics) == set(expected) | set(common) | {"cpu.user_pct", "cpu.sys_pct"}
     for name, unit in {**expected, **common}.items():
         assert metrics[name]["unit"] == unit, name
         assert metrics[name]["value"] > 0, name
-    assert metrics["cpu.sys_pct"]["value"] >= 0  # may truly round to nothing in a short run
+    for name in ("cpu.user_pct", "cpu.sys_pct"):  # the kernel's split is tick-sampled: a
+        assert metrics[name]["value"] >= 0, name  # short phase may truly have none of one
     split = metrics["cpu.user_pct"]["value"] + metrics["cpu.sys_pct"]["value"]
     assert split == pytest.approx(metrics["cpu.util_pct"]["value"])
     assert not set(metrics) & set(result["absent"])

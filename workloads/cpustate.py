@@ -51,8 +51,9 @@ def _proc_times(pid: int) -> tuple[float, float]:
 def cpu_times() -> CpuTimes:
     """User and system CPU time of this process and its children so far.
 
-    The process's own time comes from ``getrusage``, whose microsecond resolution keeps short
-    phases from rounding to zero. Children are only accounted by the kernel once reaped, but
+    The process's own time comes from ``getrusage``: its total is the scheduler's exact run
+    time, so short phases do not round to zero, though the kernel splits that total into user
+    and system by sampling ticks, so one side of a phase of a few ticks may read as zero. Children are only accounted by the kernel once reaped, but
     DataLoader workers live through the whole measured phase, so their time so far is read from
     /proc. A child reaped between two readings moves from the live term to the reaped term, so
     differences stay correct.
