@@ -14,13 +14,14 @@ throughputs of the two groups (``bench.stats.ratio``), and the median of the per
 machine cancels within a pair). The same for the median step time. The target is a
 perturbation under 1%.
 
-    .venv/bin/python benchmarks/sampler_perturbation.py [--pairs 10] [--steps 300]
+    .venv/bin/python benchmarks/sampler_perturbation.py [--pairs 10] [--steps 300] [--blocks 40]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -95,12 +96,54 @@ def probe_costs(calls: int = 300) -> None:
         proc.wait()
 
 
+def in_process(blocks: int, steps: int) -> None:
+    """Median step time with samplers on / off, alternating blocks (ABBA) in this process."""
+    import torch
+
+    from workloads import models
+    from workloads.memory import TreePeakSampler
+    from workloads.train_step import make_optimizer, make_step
+
+    torch.manual_seed(0)
+    model = models.build("mlp", torch.float32, torch.device("cpu")).train()
+    batch = models.make_batch("mlp", WORKLOAD["batch_size"], torch.float32, torch.device("cpu"))
+    step = make_step(model, make_optimizer("sgd", model, 0.01), *batch)
+    for _ in range(50):
+        step()
+    medians: dict[bool, list[float]] = {True: [], False: []}
+    for index in range(blocks):
+        for on in (True, False) if index % 2 == 0 else (False, True):
+            samplers = [TreePeakSampler().start(), TreeMemorySampler(os.getpid()).start()]
+            if not on:
+                for sampler in samplers:
+                    sampler.stop()
+            times = []
+            for _ in range(steps):
+                started = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - started)
+            for sampler in samplers:
+                sampler.stop()
+            medians[on].append(statistics.median(times))
+    pairs = np.array(medians[True]) / np.array(medians[False])
+    interval = median_ci(pairs)
+    low, high = interval if interval else (float("nan"), float("nan"))
+    print(
+        f"in one process, {blocks} block pairs of {steps} steps: median step time on/off, "
+        f"median of pair ratios = {np.median(pairs):.4f} [95% CI {low:.4f}, {high:.4f}] "
+        f"-> {100 * (np.median(pairs) - 1):+.2f}%",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--blocks", type=int, default=40)
     args = parser.parse_args()
     probe_costs()
+    in_process(args.blocks, args.steps)
     workload = {**WORKLOAD, "steps": args.steps, "warmup_steps": 20}
     modes = {"on": True, "off": False}
     throughput: dict[str, list[float]] = {m: [] for m in modes}
