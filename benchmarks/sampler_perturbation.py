@@ -113,10 +113,9 @@ def in_process(blocks: int, steps: int) -> None:
     medians: dict[bool, list[float]] = {True: [], False: []}
     for index in range(blocks):
         for on in (True, False) if index % 2 == 0 else (False, True):
-            samplers = [TreePeakSampler().start(), TreeMemorySampler(os.getpid()).start()]
-            if not on:
-                for sampler in samplers:
-                    sampler.stop()
+            samplers = [TreePeakSampler(), TreeMemorySampler(os.getpid())] if on else []
+            for sampler in samplers:
+                sampler.start()
             times = []
             for _ in range(steps):
                 started = time.perf_counter()
