@@ -15,6 +15,7 @@ of medians), how many trials detected the slowdown and how many reported a diffe
 the twins.
 
     .venv/bin/python benchmarks/sensitivity.py [--trials 3] [--steps 200] [--slowdown 0.05]
+        [--threads N]
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from bench.stats import overhead  # noqa: E402
 METRICS = ("train.throughput", "train.step_time_s")
 
 
-def suite_text(steps: int, slowdown: float) -> str:
+def suite_text(steps: int, slowdown: float, threads: int | None) -> str:
+    pinned = f", threads: {threads}" if threads else ""
     return f"""\
 name: sensitivity
 targets:
@@ -43,7 +45,7 @@ targets:
   - {{name: slow, kind: local, env: {{BENCH_INJECT_SLOWDOWN: "{slowdown}"}}}}
 workloads:
   - {{name: train, kind: train_step, model: mlp, batch_size: 64, steps: {steps},
-     warmup_steps: 20}}
+     warmup_steps: 20{pinned}}}
 """
 
 
@@ -73,12 +75,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--slowdown", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     args = parser.parse_args()
     detected = {(m, metric): 0 for m in METHODS for metric in METRICS}
     false_alarms = dict.fromkeys(detected, 0)
     with tempfile.TemporaryDirectory(prefix="bench-sensitivity-") as tmp:
         suite = Path(tmp) / "sensitivity.yaml"
-        suite.write_text(suite_text(args.steps, args.slowdown))
+        suite.write_text(suite_text(args.steps, args.slowdown, args.threads))
         for index in range(args.trials):
             tables, reps = trial(suite, Path(tmp) / "results", index)
             print(f"trial {index + 1} ({reps} repetitions per target)", flush=True)
