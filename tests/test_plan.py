@@ -24,9 +24,10 @@ def plan(order: str, seed: int = 0):
     return build_plan(parse_suite(SUITE.format(order=order, seed=seed)))
 
 
-def test_interleaved_alternates_targets_within_each_repetition() -> None:
+def test_interleaved_alternates_targets_and_rotates_their_positions() -> None:
     cells = plan("interleaved")
     assert [c.target for c in cells[:6]] == ["A", "B", "C", "A", "B", "C"]
+    assert [c.target for c in cells[6:]] == ["B", "C", "A", "B", "C", "A"]
     assert [c.workload for c in cells[:6]] == ["w1"] * 3 + ["w2"] * 3
     assert [c.repetition for c in cells] == [0] * 6 + [1] * 6
     assert [c.index for c in cells] == list(range(12))

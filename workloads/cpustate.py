@@ -53,10 +53,10 @@ def cpu_times() -> CpuTimes:
 
     The process's own time comes from ``getrusage``: its total is the scheduler's exact run
     time, so short phases do not round to zero, though the kernel splits that total into user
-    and system by sampling ticks, so one side of a phase of a few ticks may read as zero. Children are only accounted by the kernel once reaped, but
-    DataLoader workers live through the whole measured phase, so their time so far is read from
-    /proc. A child reaped between two readings moves from the live term to the reaped term, so
-    differences stay correct.
+    and system by sampling ticks, so one side of a phase of a few ticks may read as zero.
+    Children are only accounted by the kernel once reaped, but DataLoader workers live through
+    the whole measured phase, so their time so far is read from /proc. A child reaped between
+    two readings moves from the live term to the reaped term, so differences stay correct.
     """
     try:
         import resource
