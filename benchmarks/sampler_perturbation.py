@@ -40,9 +40,9 @@ from bench.targets import worker  # noqa: E402
 WORKLOAD = {"name": "train-mlp", "kind": "train_step", "model": "mlp", "batch_size": 64}
 
 
-def run_worker(spec: dict, host_probe: bool) -> tuple[float, list[float], int]:
-    """Throughput, step times and host samples taken for one worker process."""
-    proc = subprocess.Popen(
+def start_worker() -> subprocess.Popen[str]:
+    """A worker process as ``kind: local`` starts one, waiting for its spec on stdin."""
+    return subprocess.Popen(
         worker.run_args(sys.executable),
         cwd=REPO,
         stdin=subprocess.PIPE,
@@ -50,6 +50,11 @@ def run_worker(spec: dict, host_probe: bool) -> tuple[float, list[float], int]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+def run_worker(spec: dict, host_probe: bool) -> tuple[float, list[float], int]:
+    """Throughput, step times and host samples taken for one worker process."""
+    proc = start_worker()
     probe = TreeMemorySampler(proc.pid).start() if host_probe else None
     out, _ = proc.communicate(json.dumps(spec))
     if probe is not None:
@@ -70,14 +75,7 @@ PROBES = {  # what each sampler reads per sample, and how often
 def probe_costs(calls: int = 300) -> None:
     """CPU time per reading of each probe against a live torch worker, and its duty cycle."""
     spec = {"workload": {**WORKLOAD, "steps": 100_000, "warmup_steps": 1}, "seed": 0}
-    proc = subprocess.Popen(
-        worker.run_args(sys.executable),
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = start_worker()
     try:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(spec))
