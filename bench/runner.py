@@ -216,7 +216,7 @@ class Runner:
         record = _record(cell, target, workload.kind, outcome, started_at, start)
         if cache_state is not None:
             record.info["cache"] = cache_state
-        verdict = judge(record.error, record.info, self.suite.min_iterations, cache_state)
+        verdict = judge(record.error, record.info, self.suite.min_iterations)
         record.verdict, record.reasons = verdict.label, verdict.reasons
         samples = _samples(self.store.run_id, record, outcome)
         raw = {"cell": record.slug, **outcome.result.get("raw", {}), **_host_raw(outcome)}

@@ -27,6 +27,11 @@ class Verdict:
         return "INVALID" if self.reasons else "VALID"
 
 
+def _slowed(low: float | None, high: float | None) -> bool:
+    """Whether a clock read ``low`` at one moment and ``high`` at another changed speed."""
+    return bool(low and high and low < CLOCK_DROP * high)
+
+
 def _iterations(info: dict[str, Any], minimum: int) -> list[str]:
     count = info.get("measured_iterations")
     if count is None or count >= minimum:
@@ -44,7 +49,7 @@ def _cpu(info: dict[str, Any]) -> list[str]:
     if throttled:
         out.append(f"the CPU was thermally throttled {throttled} times during the measured phase")
     start, end = state.get("mhz_start"), state.get("mhz_end")
-    if start and end and end < CLOCK_DROP * start:
+    if _slowed(end, start):
         out.append(
             f"the CPU clock fell from {start:.0f} to {end:.0f} MHz during the measured phase "
             "(set the governor to performance)"
@@ -65,7 +70,7 @@ def _gpu(info: dict[str, Any]) -> list[str]:
         causes = ", ".join(steady["slowdowns"])
         out.append(f"the GPU slowed down during the measured phase: {causes}")
     low, high = steady.get("sm_clock_min_mhz"), steady.get("sm_clock_max_mhz")
-    if low and high and low < CLOCK_DROP * high:
+    if _slowed(low, high):
         out.append(
             f"the GPU's SM clock varied between {low:.0f} and {high:.0f} MHz during the measured "
             "phase (lock it: nvidia-smi --lock-gpu-clocks)"
@@ -73,20 +78,17 @@ def _gpu(info: dict[str, Any]) -> list[str]:
     return out
 
 
-def _cache(cache: dict[str, Any] | None) -> list[str]:
+def _cache(info: dict[str, Any]) -> list[str]:
+    cache = info.get("cache")
     if not cache or cache.get("mode") != "cold" or cache.get("dropped"):
         return []
     return [f"cache: cold was asked for but the page cache was not dropped: {cache.get('reason')}"]
 
 
-def judge(
-    error: str | None,
-    info: dict[str, Any],
-    min_iterations: int,
-    cache: dict[str, Any] | None = None,
-) -> Verdict:
-    """The verdict of one cell from its error (if it failed) and the facts it recorded."""
+def judge(error: str | None, info: dict[str, Any], min_iterations: int) -> Verdict:
+    """The verdict of one cell from its error (if it failed) and the facts recorded in its
+    info (the worker's, and the controller's ``cache`` state)."""
     if error is not None:
         return Verdict([f"the cell failed: {error}"])
-    reasons = _iterations(info, min_iterations) + _cpu(info) + _gpu(info) + _cache(cache)
+    reasons = _iterations(info, min_iterations) + _cpu(info) + _gpu(info) + _cache(info)
     return Verdict(reasons)

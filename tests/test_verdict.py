@@ -39,7 +39,7 @@ def test_each_problem_is_a_reason() -> None:
         },
     }
     cold = cache.record("cold", "/proc/sys/vm/drop_caches: Permission denied", 0.0)
-    reasons = judge(None, info, min_iterations=10, cache=cold).reasons
+    reasons = judge(None, {**info, "cache": cold}, min_iterations=10).reasons
     assert len(reasons) == 7, reasons
     assert reasons[0].startswith("too few measured iterations (4 < min_iterations 10)")
     assert "thermally throttled 3 times" in reasons[1]
@@ -58,7 +58,7 @@ def test_a_failed_cell_is_invalid_for_its_error() -> None:
 
 def test_small_clock_changes_and_a_dropped_cache_are_fine() -> None:
     info = {**STEADY, "gpu_steady": {"sm_clock_min_mhz": 1900.0, "sm_clock_max_mhz": 1980.0}}
-    assert judge(None, info, 10, cache.record("cold", None, 0.1)).label == "VALID"
+    assert judge(None, {**info, "cache": cache.record("cold", None, 0.1)}, 10).label == "VALID"
 
 
 # --- the CPU state, on a FAKE sysfs tree (this machine exposes no throttle counters) ---------

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from glob import glob
 from typing import Any
 
+from workloads.cpustate import steal_ticks
+
 OK, WARN, INFO, NA = "ok", "warn", "info", "n/a"
 BUSY_SHARE = 0.25  # another process using a quarter of a core or more is worth naming
 SAMPLE_S = 0.3
@@ -155,11 +157,10 @@ STEAL_SHARE = 0.01
 def steal() -> dict[str, Any]:
     """CPU time the hypervisor gave to other guests since boot: a shared, oversubscribed host
     slows the workload in bursts that no setting inside this machine can stop."""
-    fields = _read("/proc/stat").splitlines()[0].split()
-    if fields[0] != "cpu" or len(fields) < 9:
+    ticks = steal_ticks()
+    if ticks is None:
         return _check("steal time", NA, "/proc/stat has no steal column")
-    ticks = [int(v) for v in fields[1:9]]
-    share = ticks[7] / max(sum(ticks), 1)
+    share = ticks[0] / max(ticks[1], 1)
     value = f"{share:.1%} of CPU time since boot"
     if share > STEAL_SHARE:
         return _check("steal time", WARN, value, "use dedicated vCPUs or a less loaded host")

@@ -208,10 +208,11 @@ def summarize(line: Timeline) -> GpuReport:
     }
     clocks = [c for c, keep in zip(line.series["sm_clock_mhz"], steady, strict=True) if keep]
     known = [c for c in clocks if c is not None]
+    events = _slowdowns(line, steady)
     report.info["gpu_steady"] = {
         "samples": sum(steady),
-        "clock_events": _slowdowns(line, steady),
-        "slowdowns": [r for r in _slowdowns(line, steady) if r in SLOWDOWNS],
+        "clock_events": events,
+        "slowdowns": [r for r in events if r in SLOWDOWNS],
         "sm_clock_min_mhz": min(known) if known else None,
         "sm_clock_max_mhz": max(known) if known else None,
         "errors": dict(line.errors),

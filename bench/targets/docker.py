@@ -211,9 +211,9 @@ class DockerTarget:
     def drop_caches(self) -> str | None:
         """Containers share their host's page cache, so the host's is dropped; a remote
         engine's host is out of reach."""
-        url = resolve_url(self.config.docker_host)
-        if not is_local(url):
-            return f"the Docker engine at {url} is remote: its host's page cache is out of reach"
+        host = self.host_id()
+        if host != "localhost":
+            return f"the Docker engine at {host} is remote: its host's page cache is out of reach"
         return cache.drop_local()
 
     def host_id(self) -> str:
