@@ -21,6 +21,7 @@ import pytest
 from bench.errors import SuiteError
 from bench.results import load, load_cells, load_manifest
 from bench.suite import parse_suite
+from bench.targets.registry import make_target
 from bench.targets.vm import QemuVmConfig
 from bench.targets.vmstatic import NOT_MEASURED, StaticVmConfig
 from tests.conftest import bench_cli
@@ -287,3 +288,17 @@ def test_a_vm_without_provisioner_is_qemu() -> None:
     config = parse_suite(text.replace("100m", "512m")).targets[0]
     assert isinstance(config, QemuVmConfig)
     assert config.provisioner == "qemu" and config.vcpus == 1
+
+
+def test_cache_drop_runs_over_ssh_or_says_why(server, remote_dir) -> None:
+    running = make_target(StaticVmConfig(**static_vm(server, remote_dir)))
+    reason = running.drop_caches()  # the remote command through the real sshd
+    if os.geteuid() == 0:
+        assert reason is None
+    else:
+        assert reason is not None and "needs root or passwordless sudo" in reason
+    cycled = static_vm(server, remote_dir, start=["true"], stop=["true"])
+    assert make_target(StaticVmConfig(**cycled)).drop_caches() == (
+        "the VM is started for each repetition and its host is out of reach: "
+        "drop the host's page cache in the start command"
+    )
