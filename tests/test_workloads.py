@@ -46,7 +46,9 @@ def events_of(stdout: str) -> list[dict[str, Any]]:
 
 
 def spec(kind: str, seed: int = 0, **options: Any) -> dict[str, Any]:
-    return {"workload": {"name": f"t-{kind}", "kind": kind, **options}, "seed": seed}
+    """A CPU run unless ``device`` says otherwise, so the checks hold on a GPU host too."""
+    workload = {"name": f"t-{kind}", "kind": kind, "device": "cpu", **options}
+    return {"workload": workload, "seed": seed}
 
 
 def check_metrics(result: dict[str, Any], expected: dict[str, str]) -> None:
@@ -422,7 +424,7 @@ def _wait_for_samples(sampler: NvmlSampler, count: int) -> None:
 
 def test_nvml_sampler_splits_start_up_from_steady_state() -> None:
     nvml = FakeNvml()
-    sampler = NvmlSampler(nvml, 0, interval_s=0.005)  # type: ignore[arg-type]
+    sampler = NvmlSampler(nvml, 0, interval_s=0.005, window_s=0.0)  # type: ignore[arg-type]
     sampler.start()
     _wait_for_samples(sampler, 3)
     nvml.phase = "steady"
@@ -460,6 +462,26 @@ def test_nvml_sampler_reports_a_thermal_slowdown_in_the_measured_phase() -> None
     steady = sampler.stop().info["gpu_steady"]
     assert steady["slowdowns"] == ["hardware thermal slowdown"]
     assert (steady["sm_clock_min_mhz"], steady["sm_clock_max_mhz"]) == (1200.0, 1980.0)
+
+
+def test_averaged_readings_absent_for_a_phase_shorter_than_nvml_window() -> None:
+    """Seen on an H100: 150 training steps took 0.11 s and every utilization reading in them
+    was 0%, the share of NVML's previous sample period. Memory and clocks stay."""
+    nvml = FakeNvml()
+    sampler = NvmlSampler(nvml, 0, interval_s=0.005, window_s=0.5)  # type: ignore[arg-type]
+    sampler.start()
+    time.sleep(0.6)
+    nvml.phase = "steady"
+    sampler.mark("measured_start")
+    _wait_for_samples(sampler, 3)
+    sampler.mark("measured_end")
+    report = sampler.stop()
+    for name in ("gpu.util_mean_pct", "gpu.util_max_pct", "gpu.power_mean_w"):
+        assert report.absent[name].startswith("the steady-state phase lasted 0.0"), name
+        assert "shorter than the 0.5 s over which NVML averages it" in report.absent[name]
+    assert report.metrics["gpu.mem_peak_bytes"]["value"] == float(2**31)
+    assert report.metrics["gpu.sm_clock_mean_mhz"]["value"] == 1980.0
+    assert report.metrics["gpu.startup_util_mean_pct"]["value"] == 10.0  # start-up: 0.6 s
 
 
 def test_gpu_monitor_absent_with_the_reason() -> None:

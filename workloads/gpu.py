@@ -42,6 +42,12 @@ STARTUP = (
     ("power_w", "gpu.startup_power_mean_w", "mean", "W"),
 )
 GPU_METRICS = tuple(name for _, name, _, _ in STEADY + STARTUP)
+# NVML reports utilization as the share of its own last sample period (1/6 s to 1 s, by
+# product) and, on Ampere and newer, power averaged over 1 s. A phase shorter than that is
+# mostly described by readings of what ran before it (an H100 read 0% through a 0.1 s burst
+# of training), so these two are absent for such a phase rather than reported wrong.
+AVERAGED = frozenset({"util_pct", "power_w"})
+NVML_WINDOW_S = 1.0
 SERIES = ("util_pct", "mem_used_bytes", "power_w", "sm_clock_mhz")
 
 # NVML clock-event reason bits (nvmlClocksEventReason*) and what they mean for a measurement.
@@ -116,8 +122,11 @@ def _events_reader(nvml: ModuleType, handle: Any) -> Callable[[], int]:
 class NvmlSampler:
     """Polls one GPU from a daemon thread between ``start`` and ``stop``."""
 
-    def __init__(self, nvml: ModuleType, handle: Any, interval_s: float) -> None:
+    def __init__(
+        self, nvml: ModuleType, handle: Any, interval_s: float, window_s: float = NVML_WINDOW_S
+    ) -> None:
         self._nvml = nvml
+        self._window_s = window_s
         self._readers = _readers(nvml, handle)
         self._events = _events_reader(nvml, handle)
         self._interval_s = interval_s
@@ -157,7 +166,7 @@ class NvmlSampler:
         self._stop.set()
         self._thread.join()
         _shutdown(self._nvml)
-        return summarize(self.timeline)
+        return summarize(self.timeline, self._window_s)
 
 
 def _reduce(values: list[float], how: str) -> float:
@@ -172,9 +181,21 @@ def _phase_mask(line: Timeline) -> tuple[list[bool], list[bool]]:
 
 
 def _phase_metrics(
-    line: Timeline, mask: list[bool], table: tuple, phase: str, report: GpuReport
+    line: Timeline,
+    mask: list[bool],
+    table: tuple,
+    phase: str,
+    duration: float | None,
+    window_s: float,
+    report: GpuReport,
 ) -> None:
     for series, name, how, unit in table:
+        if series in AVERAGED and duration is not None and duration < window_s:
+            report.absent[name] = (
+                f"the {phase} phase lasted {duration:.2f} s, shorter than the {window_s:g} s"
+                " over which NVML averages it; lengthen the workload (more steps or requests)"
+            )
+            continue
         values = [v for v, keep in zip(line.series[series], mask, strict=True) if keep]
         known = [v for v in values if v is not None]
         if known:
@@ -185,6 +206,15 @@ def _phase_metrics(
         report.absent[name] = f"{reason} ({error})" if error else reason
 
 
+def _durations(line: Timeline) -> tuple[float | None, float | None]:
+    """How long start-up (first reading to the measured phase) and the measured phase
+    lasted; None where a mark is missing."""
+    start, end = line.marks.get("measured_start"), line.marks.get("measured_end")
+    startup = start - line.t[0] if start is not None and line.t else None
+    steady = end - start if start is not None and end is not None else None
+    return startup, steady
+
+
 def _slowdowns(line: Timeline, mask: list[bool]) -> list[str]:
     seen = 0
     for bits, keep in zip(line.events, mask, strict=True):
@@ -193,12 +223,13 @@ def _slowdowns(line: Timeline, mask: list[bool]) -> list[str]:
     return [label for bit, label in EVENT_REASONS.items() if seen & bit]
 
 
-def summarize(line: Timeline) -> GpuReport:
+def summarize(line: Timeline, window_s: float = NVML_WINDOW_S) -> GpuReport:
     """Metrics per phase, the timeline for the raw data, and what the verdict needs."""
     report = GpuReport(metrics={}, absent={})
     startup, steady = _phase_mask(line)
-    _phase_metrics(line, steady, STEADY, "steady-state", report)
-    _phase_metrics(line, startup, STARTUP, "start-up", report)
+    startup_s, steady_s = _durations(line)
+    _phase_metrics(line, steady, STEADY, "steady-state", steady_s, window_s, report)
+    _phase_metrics(line, startup, STARTUP, "start-up", startup_s, window_s, report)
     origin = line.t[0] if line.t else 0.0
     report.raw["gpu_timeline"] = {
         "t_s": [round(t - origin, 4) for t in line.t],
