@@ -215,3 +215,17 @@ def load_raw(path: str | Path) -> dict[str, dict[str, Any]]:
     """Per-iteration arrays of every cell of one run, keyed by the cell's file stem."""
     raw_dir = Path(path) / "raw"
     return {f.stem: json.loads(f.read_text()) for f in sorted(raw_dir.glob("*.json"))}
+
+
+def tag_raw(raw: dict[str, dict[str, Any]], cells: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``raw`` with each entry's target, workload and repetition added from ``cells``, so raw
+    arrays can be grouped without parsing names (a target's name may contain dashes)."""
+    if cells.empty:
+        return {}
+    by_number = cells.set_index("cell")[["target", "workload", "repetition"]].to_dict("index")
+    tagged = {}
+    for slug, entry in raw.items():
+        known = by_number.get(int(slug.split("-", 1)[0]))
+        if known is not None:
+            tagged[slug] = {**entry, **known}
+    return tagged

@@ -177,8 +177,8 @@ def print_summary(
     flagged = invalid_cells(cells)
     counts = flagged.groupby(["workload", "target"]).size().to_dict() if not flagged.empty else {}
     console.print(summary_table(samples, title, labels, counts))
-    baseline = _baseline(manifest or {})
-    paired = (manifest or {}).get("suite", {}).get("order", "interleaved") == "interleaved"
+    baseline = baseline_of(manifest or {})
+    paired = is_paired(manifest or {})
     comparison = overhead_table(samples, baseline, labels, paired) if baseline else None
     if comparison is not None:
         console.print(comparison)
@@ -192,9 +192,14 @@ def print_summary(
         console.print(note, style="yellow", highlight=False)
 
 
-def _baseline(manifest: dict[str, Any]) -> str | None:
+def baseline_of(manifest: dict[str, Any]) -> str | None:
     """The suite's baseline target, unless the suite turned comparisons off."""
     suite = manifest.get("suite", {})
     if suite.get("overhead") is False:
         return None
     return next((t["name"] for t in suite.get("targets", []) if t.get("baseline")), None)
+
+
+def is_paired(manifest: dict[str, Any]) -> bool:
+    """Interleaved runs compare repetition with repetition (see ``stats.paired_ratio``)."""
+    return manifest.get("suite", {}).get("order", "interleaved") == "interleaved"

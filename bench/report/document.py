@@ -1,0 +1,272 @@
+"""A run's report: gathered once from the stored results, rendered to one self-contained HTML
+file (figures embedded as PNG data, no scripts, no fetches) and to Markdown for pull requests
+and chat."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench import results, stability, stats
+from bench.report import plots, tables
+from bench.report.console import baseline_of, hardware_note, is_paired, target_labels
+from bench.report.units import fmt
+
+HTML_NAME, MARKDOWN_NAME = "report.html", "report.md"
+DPI = 100
+
+
+@dataclass
+class Figures:
+    """Each figure's title and PNG bytes, in reading order."""
+
+    items: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def add(self, title: str, figure: Figure | None) -> None:
+        if figure is None:
+            return
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI)
+        plt.close(figure)
+        self.items.append((title, buffer.getvalue()))
+
+
+@dataclass
+class Report:
+    """Everything a report shows, computed from one run directory."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    warnings: list[str]
+    invalid: pd.DataFrame
+    headline: dict[str, pd.DataFrame]
+    environment: pd.DataFrame
+    absent: pd.DataFrame
+    summary: pd.DataFrame
+    figures: Figures
+
+
+def build(run_dir: str | Path) -> Report:
+    """Read one run directory and compute its tables, warnings and figures."""
+    run_dir = Path(run_dir)
+    manifest = results.load_manifest(run_dir)
+    samples, cells = results.load(run_dir), results.load_cells(run_dir)
+    raw = results.tag_raw(results.load_raw(run_dir), cells)
+    return Report(
+        run_dir=run_dir,
+        manifest=manifest,
+        warnings=read_first(manifest, samples, cells, raw),
+        invalid=tables.invalid(cells),
+        headline=tables.headline_tables(samples, manifest),
+        environment=tables.environment(manifest),
+        absent=absent_metrics(cells),
+        summary=summary(samples, manifest),
+        figures=figures(samples, cells, raw, manifest),
+    )
+
+
+def figures(
+    samples: pd.DataFrame,
+    cells: pd.DataFrame,
+    raw: dict[str, dict[str, Any]],
+    manifest: dict[str, Any],
+) -> Figures:
+    """The report's figures, those the run has data for."""
+    palette = plots.colours(plots.targets_of(samples, manifest))
+    out = Figures()
+    out.add("Start-up phases", plots.startup_phases(samples, palette))
+    out.add("Throughput", plots.throughput_bars(samples, palette))
+    out.add("Inference latency", plots.latency_cdfs(samples, raw, palette))
+    out.add("Memory overhead", plots.memory_bars(samples, palette, baseline_of(manifest)))
+    out.add("GPU utilisation", plots.gpu_timelines(raw, palette))
+    out.add("Every repetition", plots.repetition_dots(samples, cells, palette))
+    return out
+
+
+def read_first(
+    manifest: dict[str, Any],
+    samples: pd.DataFrame,
+    cells: pd.DataFrame,
+    raw: dict[str, dict[str, Any]],
+) -> list[str]:
+    """What a reader must know before trusting a number: an unfinished run, failed cells,
+    the environment checks that warned, different hardware, unstable measurements."""
+    out = []
+    status = manifest.get("status")
+    if status and status != "complete":
+        out.append(f"the run is {status}: only the cells that finished are shown")
+    if not cells.empty and "status" in cells:
+        failed = int((cells["status"] != "ok").sum())
+        if failed:
+            out.append(f"{failed} of {len(cells)} cells failed; see INVALID cells")
+    for name, entry in manifest.get("targets", {}).items():
+        for check in (entry.get("fingerprint") or {}).get("environment") or []:
+            if check.get("status") == "warn":
+                fix = f" (fix: {check['fix']})" if check.get("fix") else ""
+                out.append(f"{name}: {check['check']}: {check['value']}{fix}")
+    note = hardware_note(manifest)
+    if note:
+        out.append(" ".join(line.strip() for line in note.removeprefix("note: ").splitlines()))
+    out += stability.warnings(samples, raw)
+    return out
+
+
+def absent_metrics(cells: pd.DataFrame) -> pd.DataFrame:
+    """Metrics that could not be measured, with the reason, once per (workload, target,
+    metric, reason) however many repetitions said so."""
+    columns = ["workload", "target", "metric", "reason", "cells"]
+    if cells.empty or "absent" not in cells:
+        return pd.DataFrame(columns=columns)
+    rows = [
+        (row.workload, row.target, metric, reason)
+        for row in cells.itertuples(index=False)
+        if isinstance(row.absent, dict)
+        for metric, reason in row.absent.items()
+    ]
+    frame = pd.DataFrame(rows, columns=columns[:-1])
+    counted = frame.groupby(columns[:-1], sort=False).size().rename("cells").reset_index()
+    return counted[columns]
+
+
+def summary(samples: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Every metric's median, 95% CI and IQR per workload and target, as display text."""
+    found = stats.summarize(samples)
+    labels = target_labels(manifest)
+    return pd.DataFrame(
+        {
+            "workload": found["workload"],
+            "target": found["target"].map(lambda t: labels.get(t, t)),
+            "metric": found["metric"],
+            "n": found["n"],
+            "median [95% CI]": [
+                tables.interval_text(r.median, r.ci_low, r.ci_high, r.unit)
+                for r in found.itertuples()
+            ],
+            "IQR": [fmt(r.iqr, r.unit) for r in found.itertuples()],
+            "outliers": found["outliers"],
+        }
+    )
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _facts(report: Report) -> list[tuple[str, str]]:
+    manifest = report.manifest
+    suite = manifest.get("suite", {})
+    controller = manifest.get("controller", {})
+    baseline = baseline_of(manifest)
+    how = "median of per-repetition ratios" if is_paired(manifest) else "ratio of medians"
+    return [
+        ("run", f"{manifest.get('run_id', report.run_dir.name)} ({manifest.get('status', '?')})"),
+        ("started", str(manifest.get("created_at", "?"))),
+        ("finished", str(manifest.get("finished_at", "not finished"))),
+        ("order", f"{suite.get('order', '?')}, {suite.get('repetitions', '?')} repetitions"),
+        ("page cache", str(manifest.get("cache", suite.get("cache", "warm")))),
+        ("baseline", f"{baseline} ({how}, 95% CI)" if baseline else "none"),
+        ("bench", f"{controller.get('bench_version', '?')} ({controller.get('git_commit', '?')})"),
+    ]
+
+
+def _environment_rows(report: Report) -> tuple[list[str], list[tuple[str, list[str], bool]]]:
+    env = report.environment
+    targets = [c for c in env.columns if c != "differs"]
+    rows = [
+        (str(index), [str(row[t]) for t in targets], bool(row["differs"]))
+        for index, row in env.iterrows()
+    ]
+    return targets, rows
+
+
+def _template() -> jinja2.Template:
+    loader = jinja2.PackageLoader("bench.report", "templates")
+    env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2")
+
+
+def render_html(report: Report) -> str:
+    """One HTML document that needs nothing else: styles inline, figures as data URIs, and a
+    Content-Security-Policy that forbids every fetch, so it reads the same offline."""
+    targets, env_rows = _environment_rows(report)
+    figures = [
+        (title, base64.b64encode(png).decode("ascii")) for title, png in report.figures.items
+    ]
+    return _template().render(
+        title=f"bench report: {report.manifest.get('suite', {}).get('name', report.run_dir.name)}",
+        description=report.manifest.get("suite", {}).get("description"),
+        facts=_facts(report),
+        warnings=report.warnings,
+        invalid=report.invalid.to_dict("records"),
+        headline={w: _records(t) for w, t in report.headline.items()},
+        figures=figures,
+        env_targets=targets,
+        env_rows=env_rows,
+        absent=report.absent.to_dict("records"),
+        summary=report.summary.to_dict("records"),
+        ci_floor=stats.MIN_FOR_CI,
+    )
+
+
+def _records(table: pd.DataFrame) -> dict[str, Any]:
+    return {"columns": list(table.columns), "rows": list(table.itertuples(name=None))}
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (pandas' to_markdown needs an extra package)."""
+    if index:
+        frame = frame.reset_index()
+    head = "| " + " | ".join(_md_cell(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([head, rule, *body])
+
+
+def render_markdown(report: Report) -> str:
+    """The same report as text: tables and warnings; the figures are in report.html."""
+    name = report.manifest.get("suite", {}).get("name", report.run_dir.name)
+    lines = [f"# bench report: {name}", ""]
+    lines += [f"- **{key}**: {value}" for key, value in _facts(report)]
+    if report.warnings or not report.invalid.empty:
+        lines += ["", "## Read this first", ""]
+        lines += [f"- ⚠ {warning}" for warning in report.warnings]
+        if not report.invalid.empty:
+            lines += ["", "**INVALID cells** (their numbers are in the statistics below):", ""]
+            lines.append(markdown_table(report.invalid))
+    lines += ["", "## Results", ""]
+    lines.append(
+        f"Median [95% CI]; change vs the baseline with its 95% CI; *n.s.*: the interval "
+        f"contains no change. No interval below {stats.MIN_FOR_CI} repetitions."
+    )
+    for workload, table in report.headline.items():
+        lines += ["", f"### {workload}", "", markdown_table(table.T, index=True)]
+    lines += ["", "## Environment", "", "Rows marked ≠ differ between targets.", ""]
+    env = report.environment.copy()
+    if not env.empty:
+        env.index = [f"≠ {i}" if d else i for i, d in zip(env.index, env["differs"], strict=True)]
+        lines.append(markdown_table(env.drop(columns="differs"), index=True))
+    if not report.absent.empty:
+        lines += ["", "## Not measured", "", markdown_table(report.absent)]
+    lines += ["", f"Figures: see `{HTML_NAME}` beside this file.", ""]
+    return "\n".join(lines)
+
+
+def write(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write report.html and report.md into the run directory (each replaced atomically);
+    return their paths."""
+    report = build(run_dir)
+    html_path, md_path = Path(run_dir) / HTML_NAME, Path(run_dir) / MARKDOWN_NAME
+    results.write_atomic(html_path, render_html(report))
+    results.write_atomic(md_path, render_markdown(report))
+    return html_path, md_path
