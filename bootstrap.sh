@@ -107,8 +107,9 @@ case "$cmd" in
         ;;
     test)
         setup
-        # A static busybox makes the tiny images the container-probe tests run.
-        apt_install busybox-static
+        # A static busybox makes the tiny images the container-probe tests run; Chromium
+        # opens the HTML reports the way a reader's browser does.
+        apt_install busybox-static chromium
         log "ruff check and format check"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

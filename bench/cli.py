@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 
 from bench import results
-from bench.errors import BenchError, InputError
+from bench.errors import BenchError, InputError, ResultsError
 from bench.metadata import new_run_id
 from bench.names import NAME_PATTERN
 from bench.progress import RichObserver
@@ -83,8 +83,16 @@ def main() -> None:
     show_default=True,
     help="Run cells on up to N different hosts at once (cells on one host stay serial).",
 )
+@click.option(
+    "--report/--no-report",
+    default=True,
+    show_default=True,
+    help="Write report.html and report.md into the run directory at the end.",
+)
 @translate
-def run(suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int) -> None:
+def run(
+    suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int, report: bool
+) -> None:
     """Run every cell of SUITE and print a summary; the last line is the run directory.
 
     Each cell is written as soon as it finishes; a failed cell is recorded and the run goes
@@ -99,6 +107,8 @@ def run(suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int)
     with RichObserver(err) as observer:
         summary = Runner(spec, store, observer).run(str(suite), parallel_hosts)
     _print_run(store.path)
+    if report:
+        _write_report(store.path)
     out.print(str(store.path), highlight=False, soft_wrap=True)
     if summary.failed:
         sys.exit(1)
@@ -114,6 +124,41 @@ def _print_run(path: Path) -> None:
     title = f"{manifest['suite']['name']} · run {manifest['run_id']} · median, its 95% CI and IQR"
     samples, cells, raw = results.load(path), results.load_cells(path), results.load_raw(path)
     print_summary(out, samples, cells, title, manifest, raw)
+
+
+def _write_report(path: Path) -> None:
+    """The run's report; a failure to draw it loses no results, so it is a warning here."""
+    from bench.report import document
+
+    try:
+        html, md = document.write(path)
+    except Exception as exc:  # the measurements are stored; say how to retry
+        err.print(f"warning: the report could not be written ({exc}); run: bench report {path}")
+        return
+    out.print(f"report: {html} (and {md.name})", highlight=False, soft_wrap=True)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@translate
+def report(run_dir: Path) -> None:
+    """Write report.html (self-contained, figures embedded) and report.md into RUN_DIR."""
+    from bench.report import document
+
+    html, md = document.write(_run_dir(run_dir))
+    out.print(str(html), highlight=False, soft_wrap=True)
+    out.print(str(md), highlight=False, soft_wrap=True)
+
+
+def _run_dir(path: Path) -> Path:
+    """``path`` if it holds one run (a manifest), else a clear input error."""
+    if not path.is_dir():
+        raise ResultsError(f"{path}: no such run directory")
+    if not (path / "manifest.json").is_file():
+        raise ResultsError(
+            f"{path}: not a run directory (no manifest.json); pass results/<suite>/<run-id>"
+        )
+    return path
 
 
 @main.command()
@@ -241,6 +286,73 @@ def targets() -> None:
         for model in kind.models:
             fields = [f for f in model.model_fields if f not in ("name", "kind")]
             out.print(f"    keys: name, kind, {', '.join(fields)}", highlight=False)
+
+
+@main.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option(
+    "--threshold",
+    default="5%",
+    show_default=True,
+    help="Smallest change that counts as a regression or improvement (5% or 0.05).",
+)
+@click.option(
+    "--metric-threshold",
+    "metric_thresholds",
+    multiple=True,
+    metavar="METRIC=THRESHOLD",
+    help="Per-metric threshold, e.g. infer.latency_p99_s=10% (repeatable).",
+)
+@click.option(
+    "--allow-different-hosts",
+    is_flag=True,
+    help="Compare even when key fingerprints (hardware, kernel, torch, driver…) differ.",
+)
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["table", "md", "json"]),
+    default="table",
+    show_default=True,
+)
+@translate
+def compare(
+    base: Path,
+    new: Path,
+    threshold: str,
+    metric_thresholds: tuple[str, ...],
+    allow_different_hosts: bool,
+    form: str,
+) -> None:
+    """Compare run NEW with run BASE, metric by metric; exit status 1 on a regression.
+
+    BASE and NEW are run directories (results/<suite>/<run-id>). A change is a regression when
+    it is significant (Mann-Whitney U and the 95% CI of the ratio of medians agree), beyond
+    the threshold, and in the direction that is bad for the metric.
+    """
+    import json
+
+    from bench import compare as comparing
+    from bench.report import comparison as render
+
+    found = comparing.compare_runs(
+        base,
+        new,
+        threshold=comparing.parse_threshold(threshold),
+        overrides=comparing.parse_overrides(metric_thresholds),
+        allow_different_hosts=allow_different_hosts,
+    )
+    for line in render.host_warning(found):
+        err.print(line, style="bold red", highlight=False, soft_wrap=True)
+    if form == "json":
+        click.echo(json.dumps(render.to_json(found), indent=2, default=str))
+    elif form == "md":
+        click.echo(render.markdown(found), nl=False)
+    else:
+        render.print_comparison(out, found)
+    if found.has_regressions:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

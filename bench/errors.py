@@ -7,6 +7,11 @@ codes and every message a user sees is a single line that says what and where.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.compare import Difference
+
 
 class BenchError(Exception):
     """Base of every error the harness raises on purpose."""
@@ -60,3 +65,16 @@ class Interrupted(BenchError):
     """The user pressed Ctrl-C; finished cells are kept. Exit status 130 like a shell."""
 
     exit_code = 130
+
+
+class IncomparableRunsError(InputError):
+    """Two runs whose key fingerprints differ: comparing them would measure the machines (or
+    the kernel, driver, torch…) rather than the change. Carries the differences."""
+
+    def __init__(self, differences: list[Difference], *, hint: str | None = None) -> None:
+        found = "; ".join(d.describe() for d in differences)
+        super().__init__(
+            f"cannot compare runs from different hosts: {found}",
+            hint=hint or "pass --allow-different-hosts to compare anyway",
+        )
+        self.differences = differences

@@ -229,3 +229,17 @@ def tag_raw(raw: dict[str, dict[str, Any]], cells: pd.DataFrame) -> dict[str, di
         if known is not None:
             tagged[slug] = {**entry, **known}
     return tagged
+
+
+def latest_run(path: str | Path) -> Path:
+    """``path`` when it is one run directory, else its newest run (by the manifest's start
+    time): notebooks and scripts can point at ``results/<suite>`` and get the last run."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        return path
+    if not path.is_dir():
+        raise ResultsError(f"{path}: no such results directory")
+    runs = [p for p in path.iterdir() if (p / "manifest.json").is_file()]
+    if not runs:
+        raise ResultsError(f"{path}: no runs in this directory (no */manifest.json)")
+    return max(runs, key=lambda run: (load_manifest(run).get("created_at", ""), run.name))

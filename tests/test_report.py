@@ -32,6 +32,7 @@ workloads:
   - {name: short, kind: train_step, model: mlp, batch_size: 4, steps: 3, warmup_steps: 1}
 """
 FIGURES_WITHOUT_GPU = [
+    "Change against the baseline",
     "Start-up phases",
     "Throughput",
     "Inference latency",
@@ -152,7 +153,7 @@ def test_stored_multi_target_run(tmp_path: Path) -> None:
 
 @needs_chromium
 def test_stored_gpu_run_has_gpu_timelines(tmp_path: Path) -> None:
-    """Two local targets on an NVIDIA H100, stored from a real run there."""
+    """Two local targets on an NVIDIA H200, stored from a real run there."""
     run_dir = stored("gpu-fixture", tmp_path)
     built = document.build(run_dir)
     titles = [title for title, _ in built.figures.items]

@@ -82,8 +82,9 @@ def _stretch(started: float, slowdown: float) -> None:
     it, then spin for the last fraction of a millisecond, which a sleep would overshoot."""
     clock = time.perf_counter
     until = started + (clock() - started) * (1.0 + slowdown)
-    if until - clock() > 0.001:
-        time.sleep(until - clock() - 0.0005)
+    pause = until - clock() - 0.0005  # read once: a preemption between two reads can make
+    if pause > 0.0005:  # a second reading negative, and sleep() refuses negative lengths
+        time.sleep(pause)
     while clock() < until:
         pass
 

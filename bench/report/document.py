@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -30,12 +29,9 @@ class Figures:
 
     items: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def add(self, title: str, figure: Figure | None) -> None:
-        if figure is None:
-            return
+    def add(self, title: str, figure: Figure) -> None:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
-        plt.close(figure)
         self.items.append((title, buffer.getvalue()))
 
 
@@ -79,15 +75,10 @@ def figures(
     raw: dict[str, dict[str, Any]],
     manifest: dict[str, Any],
 ) -> Figures:
-    """The report's figures, those the run has data for."""
-    palette = plots.colours(plots.targets_of(samples, manifest))
+    """The report's figures as PNG, those the run has data for."""
     out = Figures()
-    out.add("Start-up phases", plots.startup_phases(samples, palette))
-    out.add("Throughput", plots.throughput_bars(samples, palette))
-    out.add("Inference latency", plots.latency_cdfs(samples, raw, palette))
-    out.add("Memory overhead", plots.memory_bars(samples, palette, baseline_of(manifest)))
-    out.add("GPU utilisation", plots.gpu_timelines(raw, palette))
-    out.add("Every repetition", plots.repetition_dots(samples, cells, palette))
+    for title, figure in plots.named_figures(samples, cells, raw, manifest):
+        out.add(title, figure)
     return out
 
 

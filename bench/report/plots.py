@@ -3,7 +3,8 @@ or None when the run has nothing of that kind to show, so a notebook and the HTM
 the same pictures.
 
 One colour per target, fixed by the suite's target order, in every figure: a reader who has
-found the container's colour once finds it everywhere.
+found the container's colour once finds it everywhere. Figures are made without pyplot, so
+drawing a report touches no global state and needs no display, in a script or a notebook.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")  # files and notebooks only: never a window, never a display needed
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from bench import stats
+from bench.report import tables
+from bench.report.console import baseline_of
 
-PALETTE = plt.get_cmap("tab10").colors
+PALETTE = matplotlib.colormaps["tab10"].colors
 STARTUP_PHASES = (
     ("startup.provision_s", "provision"),
     ("startup.ready_s", "ready"),
@@ -54,9 +56,8 @@ def targets_of(samples: pd.DataFrame, manifest: dict[str, Any] | None = None) ->
 def _panels(count: int, title: str) -> tuple[Figure, list[Any]]:
     columns = min(count, 3)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows), squeeze=False
-    )
+    figure = Figure(figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for extra in axes.flat[count:]:
         extra.set_visible(False)
     figure.suptitle(title, fontweight="bold")
@@ -109,7 +110,7 @@ def startup_phases(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | N
         axis.set_title(workload)
         axis.set_xlabel("time from deploy request (s)")
     handles = [
-        matplotlib.patches.Patch(facecolor="grey", alpha=a, edgecolor="black", label=label)
+        Patch(facecolor="grey", alpha=a, edgecolor="black", label=label)
         for (_, label), a in zip(STARTUP_PHASES, PHASE_ALPHA, strict=True)
     ]
     figure.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
@@ -150,6 +151,41 @@ def throughput_bars(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | 
     return _finish(figure)
 
 
+def overhead_forest(headline: pd.DataFrame, palette: dict[str, Any]) -> Figure | None:
+    """Per workload, each target's change against the baseline on every compared metric, with
+    its 95% CI; hollow markers are changes whose interval contains zero (no measurable
+    difference). ``headline`` is ``tables.headline``'s frame."""
+    found = headline.dropna(subset=["ratio"])
+    if found.empty:
+        return None
+    workloads = list(dict.fromkeys(found["workload"]))
+    figure, axes = _panels(len(workloads), "Change against the baseline (95% CI)")
+    for axis, workload in zip(axes, workloads, strict=True):
+        rows = found[found["workload"] == workload].reset_index(drop=True)
+        for y, row in rows.iterrows():
+            colour = palette.get(row["target"], "grey")
+            point = (row["ratio"] - 1) * 100
+            if not pd.isna(row["ratio_low"]):
+                low, high = (row["ratio_low"] - 1) * 100, (row["ratio_high"] - 1) * 100
+                axis.plot([low, high], [y, y], color=colour, linewidth=2)
+                solid = not low <= 0 <= high
+            else:
+                solid = False
+            axis.plot(
+                point, y, "o", color=colour, markerfacecolor=colour if solid else "white",
+                markersize=7,
+            )  # fmt: skip
+        axis.axvline(0, color="black", linewidth=1)
+        labels = [f"{t} · {m}" for t, m in zip(rows.target, rows.metric, strict=True)]
+        axis.set_yticks(range(len(rows)), labels)
+        axis.invert_yaxis()
+        axis.tick_params(axis="y", labelsize=7)
+        axis.set_title(workload)
+        axis.set_xlabel("change vs baseline (%)")
+        axis.grid(True, axis="x", alpha=0.3)
+    return _finish(figure)
+
+
 def latency_cdfs(
     samples: pd.DataFrame, raw: dict[str, dict[str, Any]], palette: dict[str, Any]
 ) -> Figure | None:
@@ -167,7 +203,7 @@ def latency_cdfs(
                 share = np.arange(1, len(values) + 1) / len(values)
                 axis.step(values * 1e3, share, where="post", color=palette[target], label=target)
         axis.set_xscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
         axis.xaxis.set_major_formatter(plain)
         axis.xaxis.set_minor_formatter(plain)
         axis.tick_params(axis="x", which="minor", labelsize=7)
@@ -229,10 +265,8 @@ def gpu_timelines(raw: dict[str, dict[str, Any]], palette: dict[str, Any]) -> Fi
     if not lines:
         return None
     workloads = list(dict.fromkeys(e["workload"] for e in lines))
-    figure, grid = plt.subplots(
-        2, len(workloads), figsize=(PANEL_WIDTH * len(workloads), PANEL_HEIGHT * 2),
-        squeeze=False, sharex="col",
-    )  # fmt: skip
+    figure = Figure(figsize=(PANEL_WIDTH * len(workloads), PANEL_HEIGHT * 2))
+    grid = figure.subplots(2, len(workloads), squeeze=False, sharex="col")
     figure.suptitle("GPU over each cell (t = 0: measured phase starts)", fontweight="bold")
     for column, workload in enumerate(workloads):
         util, memory = grid[0][column], grid[1][column]
@@ -256,7 +290,7 @@ def gpu_timelines(raw: dict[str, dict[str, Any]], palette: dict[str, Any]) -> Fi
         memory.set_ylabel("GPU memory used (GiB)")
         memory.set_xlabel("time from measured-phase start (s)")
     handles = [
-        matplotlib.lines.Line2D([], [], color=palette[t], label=t)
+        Line2D([], [], color=palette[t], label=t)
         for t in palette
         if any(e["target"] == t for e in lines)
     ]
@@ -317,3 +351,25 @@ def _invalid_cells(cells: pd.DataFrame) -> set[int]:
     if cells.empty or "verdict" not in cells:
         return set()
     return set(cells.loc[cells["verdict"] == "INVALID", "cell"])
+
+
+def named_figures(
+    samples: pd.DataFrame,
+    cells: pd.DataFrame,
+    raw: dict[str, dict[str, Any]],
+    manifest: dict[str, Any],
+) -> list[tuple[str, Figure]]:
+    """Every figure the run has data for, titled, in reading order: what a report embeds and
+    a notebook displays. ``raw`` is ``results.tag_raw``'s output."""
+    palette = colours(targets_of(samples, manifest))
+    headline = tables.headline(samples, manifest)
+    drawn = [
+        ("Change against the baseline", overhead_forest(headline, palette)),
+        ("Start-up phases", startup_phases(samples, palette)),
+        ("Throughput", throughput_bars(samples, palette)),
+        ("Inference latency", latency_cdfs(samples, raw, palette)),
+        ("Memory overhead", memory_bars(samples, palette, baseline_of(manifest))),
+        ("GPU utilisation", gpu_timelines(raw, palette)),
+        ("Every repetition", repetition_dots(samples, cells, palette)),
+    ]
+    return [(title, figure) for title, figure in drawn if figure is not None]

@@ -42,13 +42,14 @@ def headline(samples: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     columns = ["workload", "target", "metric", "unit", "n", "median", "ci_low", "ci_high"]
     summary = stats.summarize(keyed)[columns]
     baseline = baseline_of(manifest)
-    ratios = pd.DataFrame(columns=["workload", "target", "metric", "ratio", "ci_low", "ci_high"])
-    if baseline is not None:
-        ratios = stats.overhead(compared, baseline, paired=is_paired(manifest))
-    ratios = ratios.rename(
-        columns={"ci_low": "ratio_low", "ci_high": "ratio_high", "verdict": "overhead"}
-    )[["workload", "target", "metric", "ratio", "ratio_low", "ratio_high", "overhead"]]
-    table = summary.merge(ratios, on=["workload", "target", "metric"], how="left")
+    keys = ["workload", "target", "metric"]
+    ratios = pd.DataFrame(columns=[*keys, "ratio", "ratio_low", "ratio_high", "overhead"])
+    found = stats.overhead(compared, baseline, paired=is_paired(manifest)) if baseline else None
+    if found is not None and not found.empty:
+        ratios = found.rename(
+            columns={"ci_low": "ratio_low", "ci_high": "ratio_high", "verdict": "overhead"}
+        )[list(ratios.columns)]
+    table = summary.merge(ratios, on=keys, how="left")
     if baseline is not None:
         table.loc[table["target"] == baseline, "overhead"] = "baseline"
     return table[HEADLINE_COLUMNS]
