@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench import results
-from bench.report import document, tables
+from bench.report import document, markdown, tables
 from tests.chromium import BINARY, Chromium
 from tests.conftest import REPO, bench_cli
 from tests.test_run_e2e import run_dir_of
@@ -189,4 +189,4 @@ def test_interval_and_overhead_text() -> None:
 
 def test_markdown_table_escapes_pipes() -> None:
     frame = pd.DataFrame({"a": ["x|y"], "b": ["line\nbreak"]})
-    assert document.markdown_table(frame) == "| a | b |\n|---|---|\n| x\\|y | line break |"
+    assert markdown.frame_table(frame) == "| a | b |\n|---|---|\n| x\\|y | line break |"

@@ -26,6 +26,7 @@ from bench.compare import (
     WITHIN,
     Comparison,
 )
+from bench.report import markdown as md
 from bench.report.units import fmt
 
 COLUMNS = ("target", "workload", "metric", "base", "new", "change [95% CI]", "p", "status")
@@ -174,25 +175,22 @@ def print_comparison(console: Console, comparison: Comparison) -> None:
         console.print(f"note: {line}", style="yellow", highlight=False)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def markdown(comparison: Comparison) -> str:
     """A GitHub-flavoured Markdown report: heading, verdict, host differences, table, notes."""
-    lines = [f"## {_md_escape(title(comparison))}", "", f"**{verdict(comparison)}**", ""]
+    lines = [f"## {md.escape(title(comparison))}", "", f"**{verdict(comparison)}**", ""]
     warning = host_warning(comparison)
     if warning:
         lines += [f"> **{warning[0]}**", *(f"> - {w.strip()}" for w in warning[1:]), ""]
-    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    rows = []
     for row in comparison.rows.itertuples(index=False):
-        cells = [_md_escape(c) for c in _cells(row)]
+        cells = _cells(row)
         if row.status == REGRESSION:
             cells[-1] = f"**{cells[-1]}**"
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines.append(md.table(COLUMNS, rows))
     found = notes(comparison)
     if found:
-        lines += ["", *(f"- {_md_escape(n)}" for n in found)]
+        lines += ["", *(f"- {md.escape(n)}" for n in found)]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import results, stability, stats
-from bench.report import plots, tables
+from bench.report import markdown, plots, tables
 from bench.report.console import baseline_of, hardware_note, is_paired, target_labels
 from bench.report.units import fmt
 
@@ -210,20 +210,6 @@ def _records(table: pd.DataFrame) -> dict[str, Any]:
     return {"columns": list(table.columns), "rows": list(table.itertuples(name=None))}
 
 
-def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(frame: pd.DataFrame, index: bool = False) -> str:
-    """A GitHub-flavoured Markdown table (pandas' to_markdown needs an extra package)."""
-    if index:
-        frame = frame.reset_index()
-    head = "| " + " | ".join(_md_cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join([head, rule, *body])
-
-
 def render_markdown(report: Report) -> str:
     """The same report as text: tables and warnings; the figures are in report.html."""
     name = report.manifest.get("suite", {}).get("name", report.run_dir.name)
@@ -234,21 +220,21 @@ def render_markdown(report: Report) -> str:
         lines += [f"- ⚠ {warning}" for warning in report.warnings]
         if not report.invalid.empty:
             lines += ["", "**INVALID cells** (their numbers are in the statistics below):", ""]
-            lines.append(markdown_table(report.invalid))
+            lines.append(markdown.frame_table(report.invalid))
     lines += ["", "## Results", ""]
     lines.append(
         f"Median [95% CI]; change vs the baseline with its 95% CI; *n.s.*: the interval "
         f"contains no change. No interval below {stats.MIN_FOR_CI} repetitions."
     )
     for workload, table in report.headline.items():
-        lines += ["", f"### {workload}", "", markdown_table(table.T, index=True)]
+        lines += ["", f"### {workload}", "", markdown.frame_table(table.T, index=True)]
     lines += ["", "## Environment", "", "Rows marked ≠ differ between targets.", ""]
     env = report.environment.copy()
     if not env.empty:
         env.index = [f"≠ {i}" if d else i for i, d in zip(env.index, env["differs"], strict=True)]
-        lines.append(markdown_table(env.drop(columns="differs"), index=True))
+        lines.append(markdown.frame_table(env.drop(columns="differs"), index=True))
     if not report.absent.empty:
-        lines += ["", "## Not measured", "", markdown_table(report.absent)]
+        lines += ["", "## Not measured", "", markdown.frame_table(report.absent)]
     lines += ["", f"Figures: see `{HTML_NAME}` beside this file.", ""]
     return "\n".join(lines)
 

@@ -146,6 +146,7 @@ def throughput_bars(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | 
     for axis, workload in zip(axes, workloads, strict=True):
         summary = stats.summarize(found[found["workload"] == workload])
         _bars(axis, summary, palette, 1.0)
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axis.set_title(workload)
         axis.set_ylabel(f"{summary['metric'].iloc[0]} ({summary['unit'].iloc[0]})")
     return _finish(figure)
