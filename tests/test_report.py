@@ -132,6 +132,20 @@ def test_report_command_rewrites_and_refuses_a_non_run(small_run, tmp_path: Path
     assert suite_dir.returncode == 2 and "not a run directory" in suite_dir.stderr
 
 
+def test_a_run_whose_every_cell_failed_still_gets_a_report(write_suite) -> None:
+    suite = write_suite(
+        "name: allfail\nrepetitions: 2\ntargets:\n  - {name: bare, kind: local}\n"
+        "workloads:\n  - {name: boom, kind: train_step, steps: 3, timeout_s: 0.5}\n"
+    )
+    done = bench_cli("run", str(suite), "--results-dir", str(suite.parent / "results"))
+    assert done.returncode == 1  # failed cells
+    run_dir = run_dir_of(done)
+    built = document.build(run_dir)
+    assert "2 of 2 cells failed; see INVALID cells" in built.warnings
+    assert len(built.invalid) == 2 and built.figures.items == [] and built.headline == {}
+    assert "worker timed out" in (run_dir / "report.md").read_text()
+
+
 # --- stored runs --------------------------------------------------------------------------------
 
 

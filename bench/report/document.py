@@ -20,6 +20,12 @@ from bench.report.console import baseline_of, hardware_note, is_paired, target_l
 from bench.report.units import fmt
 
 HTML_NAME, MARKDOWN_NAME = "report.html", "report.md"
+RUN_STATUS = {  # what an unfinished or failed run means for its numbers
+    "failed": "the run failed: some cells produced no numbers (see INVALID cells)",
+    "interrupted": "the run was interrupted: only the cells that finished are shown",
+    "running": "the run has not finished, or its controller was killed: only the cells that "
+    "finished are shown",
+}
 DPI = 100
 
 
@@ -92,8 +98,8 @@ def read_first(
     the environment checks that warned, different hardware, unstable measurements."""
     out = []
     status = manifest.get("status")
-    if status and status != "complete":
-        out.append(f"the run is {status}: only the cells that finished are shown")
+    if status in RUN_STATUS:
+        out.append(RUN_STATUS[status])
     if not cells.empty and "status" in cells:
         failed = int((cells["status"] != "ok").sum())
         if failed:
