@@ -156,7 +156,11 @@ def test_stored_multi_target_run(tmp_path: Path) -> None:
     done = bench_cli("report", str(run_dir))
     assert done.returncode == 0, done.stderr
     built = document.build(run_dir)
-    assert list(built.headline["train-mlp"].index) == ["bare", "ctr", "vm [tcg]"]
+    assert list(built.headline["train-mlp"].index) == [
+        "bare",
+        "ctr",
+        "vm [TCG (software emulation)]",
+    ]
     env = built.environment
     assert env.loc["kind", "differs"] and env.loc["runtime", "differs"]
     assert not env.loc["CPU", "differs"]  # the VM reports the host's hardware

@@ -48,6 +48,7 @@ class Report:
     run_dir: Path
     manifest: dict[str, Any]
     warnings: list[str]
+    stability: list[str]
     invalid: pd.DataFrame
     headline: dict[str, pd.DataFrame]
     environment: pd.DataFrame
@@ -65,7 +66,8 @@ def build(run_dir: str | Path) -> Report:
     return Report(
         run_dir=run_dir,
         manifest=manifest,
-        warnings=read_first(manifest, samples, cells, raw),
+        warnings=read_first(manifest, cells),
+        stability=stability.warnings(samples, raw),
         invalid=tables.invalid(cells),
         headline=tables.headline_tables(samples, manifest),
         environment=tables.environment(manifest),
@@ -88,14 +90,10 @@ def figures(
     return out
 
 
-def read_first(
-    manifest: dict[str, Any],
-    samples: pd.DataFrame,
-    cells: pd.DataFrame,
-    raw: dict[str, dict[str, Any]],
-) -> list[str]:
-    """What a reader must know before trusting a number: an unfinished run, failed cells,
-    the environment checks that warned, different hardware, unstable measurements."""
+def read_first(manifest: dict[str, Any], cells: pd.DataFrame) -> list[str]:
+    """What a reader must know before trusting any number: an unfinished run, failed cells,
+    the environment checks that warned, different hardware. (How stable each measurement was
+    is ``stability.warnings``: more of them, about single metrics.)"""
     out = []
     status = manifest.get("status")
     if status in RUN_STATUS:
@@ -112,7 +110,6 @@ def read_first(
     note = hardware_note(manifest)
     if note:
         out.append(" ".join(line.strip() for line in note.removeprefix("note: ").splitlines()))
-    out += stability.warnings(samples, raw)
     return out
 
 
@@ -201,6 +198,7 @@ def render_html(report: Report) -> str:
         description=report.manifest.get("suite", {}).get("description"),
         facts=_facts(report),
         warnings=report.warnings,
+        stability=report.stability,
         invalid=report.invalid.to_dict("records"),
         headline={w: _records(t) for w, t in report.headline.items()},
         figures=figures,
@@ -221,19 +219,22 @@ def render_markdown(report: Report) -> str:
     name = report.manifest.get("suite", {}).get("name", report.run_dir.name)
     lines = [f"# bench report: {name}", ""]
     lines += [f"- **{key}**: {value}" for key, value in _facts(report)]
-    if report.warnings or not report.invalid.empty:
+    if report.warnings or report.stability or not report.invalid.empty:
         lines += ["", "## Read this first", ""]
         lines += [f"- ⚠ {warning}" for warning in report.warnings]
         if not report.invalid.empty:
             lines += ["", "**INVALID cells** (their numbers are in the statistics below):", ""]
             lines.append(markdown.frame_table(report.invalid))
+        if report.stability:
+            lines += ["", f"**How stable the measurements were** ({len(report.stability)}):", ""]
+            lines += [f"- {warning}" for warning in report.stability]
     lines += ["", "## Results", ""]
     lines.append(
         f"Median [95% CI]; change vs the baseline with its 95% CI; *n.s.*: the interval "
         f"contains no change. No interval below {stats.MIN_FOR_CI} repetitions."
     )
     for workload, table in report.headline.items():
-        lines += ["", f"### {workload}", "", markdown.frame_table(table.T, index=True)]
+        lines += ["", f"### {workload}", "", markdown.frame_table(table, index=True)]
     lines += ["", "## Environment", "", "Rows marked ≠ differ between targets.", ""]
     env = report.environment.copy()
     if not env.empty:

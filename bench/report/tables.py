@@ -68,13 +68,17 @@ def interval_text(median: float, low: float, high: float, unit: str) -> str:
 
 
 def overhead_text(ratio: float, low: float, high: float) -> str:
-    """'+8.3% [+6.7%, +15.1%]' when the CI excludes no change, else the same with 'n.s.'
-    (no measurable difference) so a point estimate is never read as a finding."""
+    """'+8.3% [+6.7%, +15.1%]' ('×20.2 [×18.6, ×26.1]' from twice the baseline up) when the
+    CI excludes no change, else the same with 'n.s.' (no measurable difference) so a point
+    estimate is never read as a finding."""
     if pd.isna(ratio):
         return ""
     if pd.isna(low) or pd.isna(high):
         return f"{ratio - 1:+.1%} (no CI: n < {stats.MIN_FOR_CI})"
-    text = f"{ratio - 1:+.1%} [{low - 1:+.1%}, {high - 1:+.1%}]"
+    if ratio >= 2:  # "+1917.5%" reads worse than "×20.2"
+        text = f"×{ratio:.3g} [×{low:.3g}, ×{high:.3g}]"
+    else:
+        text = f"{ratio - 1:+.1%} [{low - 1:+.1%}, {high - 1:+.1%}]"
     return text if not low <= 1.0 <= high else f"{text} n.s."
 
 
@@ -167,19 +171,19 @@ def _environment_column(entry: dict[str, Any]) -> dict[str, str]:
     values = {
         "kind": entry.get("kind", "?"),
         "runtime": _runtime(entry.get("kind", ""), artefacts),
-        "accel": artefacts.get("accel_label") or "",
+        "accel": artefacts.get("accel_label") or ("native" if entry.get("kind") != "vm" else ""),
         "CPU": hw.get("cpu_model") or "",
         "cores": str(logical or ""),
         "memory": fmt(memory, "bytes") if memory else "",
         "limits": _limits(fingerprint) if fingerprint else "",
         "GPUs": ", ".join(fingerprint.get("gpu_names") or []) or ("none" if fingerprint else ""),
-        "driver": nvml.get("driver_version") or "",
+        "driver": nvml.get("driver_version") or ("none" if fingerprint else ""),
         "kernel": fingerprint.get("kernel") or "",
         "OS": fingerprint.get("os") or "",
         "virtualization": virt.get("systemd_detect_virt") or "",
         "Python": python.get("version", "") if isinstance(python, dict) else str(python or ""),
         "torch": fingerprint.get("torch") or "",
-        "CUDA": fingerprint.get("torch_cuda") or "",
+        "CUDA": fingerprint.get("torch_cuda") or ("none" if fingerprint else ""),
         "numpy": fingerprint.get("numpy") or "",
         "environment warnings": _warnings(fingerprint) if fingerprint else "",
     }
