@@ -145,13 +145,15 @@ def send(sig):
         return True
     except ProcessLookupError:
         return False
-if send(signal.SIGTERM):
-    for _ in range(20):
+def gone(tenths):
+    for _ in range(tenths):
         time.sleep(0.1)
         if not send(0):
-            break
-    else:
-        send(signal.SIGKILL)
+            return True
+    return False
+if send(signal.SIGTERM) and not gone(20):
+    send(signal.SIGKILL)
+    gone(50)  # SIGKILL is delivered asynchronously: return once the group has exited
 """
 
 
@@ -164,7 +166,8 @@ def worker_command(env: dict[str, str], pkg_dir: str, cell_dir: str, args: list[
 
 
 def kill_group_command(python: str, pid: int) -> str:
-    """TERM, then after a 2 s grace period KILL, the process group ``pid`` leads.
+    """TERM, then after a 2 s grace period KILL, the process group ``pid`` leads, and wait
+    (up to 5 s) until it has exited, so that a stopped worker is gone when this returns.
 
     Written in Python rather than with the shell's ``kill``: dash, Debian's ``sh``, cannot
     signal a process group (it rejects both ``-PID`` and ``--``).
