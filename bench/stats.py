@@ -9,6 +9,7 @@ contains 1.0 the honest statement is "no measurable difference", not a percentag
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,7 @@ class Ratio:
     ratio: float
     low: float | None
     high: float | None
+    why_no_interval: str = "too few repetitions for an interval"
 
     @property
     def measurable(self) -> bool:
@@ -109,7 +111,7 @@ class Ratio:
     def describe(self) -> str:
         """'1.052 [0.959, 1.211]: no measurable difference' or '+8.3% [+5.1%, +11.2%]'."""
         if self.low is None or self.high is None:
-            return f"{self.ratio:.3f} (too few repetitions for an interval)"
+            return f"{self.ratio:.3f} ({self.why_no_interval})"
         if not self.measurable:
             return f"{self.ratio:.3f} [{self.low:.3f}, {self.high:.3f}]: no measurable difference"
         return f"{self.ratio - 1:+.1%} [{self.low - 1:+.1%}, {self.high - 1:+.1%}]"
@@ -127,12 +129,18 @@ def ratio(target: np.ndarray, baseline: np.ndarray, seed: int = 0) -> Ratio | No
         return Ratio(point, None, None)
     if np.ptp(target) == 0 and np.ptp(baseline) == 0:
         return Ratio(point, point, point)
-    result = stats.bootstrap(
-        (target, baseline), _ratio, paired=False, vectorized=True, n_resamples=RESAMPLES,
-        method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(seed),
-    )  # fmt: skip
-    interval = result.confidence_interval
-    return Ratio(point, float(interval.low), float(interval.high))
+    # A resample whose baseline median is 0 (a metric that is often 0, such as system time)
+    # divides by zero; the interval is then unbounded, which is said as "no interval".
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            (target, baseline), _ratio, paired=False, vectorized=True, n_resamples=RESAMPLES,
+            method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(seed),
+        )  # fmt: skip
+    low, high = result.confidence_interval
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return Ratio(point, None, None, "no interval: the baseline is often 0")
+    return Ratio(point, float(low), float(high))
 
 
 def paired_ratio(target: np.ndarray, baseline: np.ndarray, seed: int = 0) -> Ratio | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,3 +178,13 @@ def test_summary_compares_targets_with_the_baseline() -> None:
     assert "cpu.util_pct" not in text.split("compared with")[1]  # key metrics only
     off = _printed(samples, {"suite": {"targets": targets, "overhead": False}})
     assert "compared with" not in off
+
+
+def test_ratio_of_a_metric_that_is_often_zero_has_no_interval_and_no_warning() -> None:
+    baseline = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 3.0])
+    target = np.array([1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning on the user's terminal fails the test
+        found = ratio(target, baseline)
+    assert found is not None and found.low is None and found.high is None
+    assert found.describe().endswith("(no interval: the baseline is often 0)")
