@@ -57,3 +57,10 @@ def remote_dir(tmp_path: Path) -> Path:
     path = tmp_path / "remote"
     path.mkdir()
     return path
+
+
+def run_suite(root: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bench run`` of the suite ``text``, stored under ``root/results``."""
+    suite = root / "suite.yaml"
+    suite.write_text(text)
+    return bench_cli("run", str(suite), "--results-dir", str(root / "results"), *args)

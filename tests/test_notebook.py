@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO, bench_cli
+from tests.conftest import REPO, run_suite
 from tests.test_run_e2e import run_dir_of
 
 NOTEBOOK = REPO / "notebooks" / "analysis.ipynb"
@@ -27,11 +27,9 @@ workloads:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("nb")
-    suite = root / "nb.yaml"
-    suite.write_text(SUITE)
     runs = []
     for _ in range(2):
-        done = bench_cli("run", str(suite), "--results-dir", str(root), "--no-report")
+        done = run_suite(root, SUITE, "--no-report")
         assert done.returncode == 0, done.stderr
         runs.append(run_dir_of(done))
     return runs[0], runs[1]

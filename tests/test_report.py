@@ -13,7 +13,7 @@ import pytest
 from bench import results
 from bench.report import document, markdown, tables
 from tests.chromium import BINARY, Chromium
-from tests.conftest import REPO, bench_cli
+from tests.conftest import REPO, bench_cli, run_suite
 from tests.test_run_e2e import run_dir_of
 
 FIXTURES = REPO / "tests" / "fixtures" / "runs"
@@ -43,10 +43,7 @@ FIGURES_WITHOUT_GPU = [
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    root = tmp_path_factory.mktemp("report")
-    suite = root / "small.yaml"
-    suite.write_text(SMALL)
-    done = bench_cli("run", str(suite), "--results-dir", str(root / "results"))
+    done = run_suite(tmp_path_factory.mktemp("report"), SMALL)
     return done, run_dir_of(done)
 
 

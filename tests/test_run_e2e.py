@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.results import load, load_cells, load_manifest, load_raw
-from tests.conftest import REPO, bench_cli
+from tests.conftest import REPO, bench_cli, run_suite
 from workloads.gpu import GPU_METRICS
 
 pytestmark = pytest.mark.e2e
@@ -65,10 +65,7 @@ def run_dir_of(done: subprocess.CompletedProcess[str]) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
     root = tmp_path_factory.mktemp("e2e")
-    suite = root / "tiny.yaml"
-    suite.write_text(TINY)
-    done = bench_cli("run", str(suite), "--results-dir", str(root / "results"))
-    return done, root / "results"
+    return run_suite(root, TINY), root / "results"
 
 
 def test_run_succeeds_and_prints_run_dir_last(tiny_run) -> None:

@@ -64,9 +64,16 @@ def _panels(count: int, title: str) -> tuple[Figure, list[Any]]:
     return figure, list(axes.flat[:count])
 
 
-def _medians(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    found = samples[samples["metric"] == metric]
-    return stats.summarize(found) if not found.empty else pd.DataFrame(columns=stats.COLUMNS)
+def _per_workload(found: pd.DataFrame, title: str) -> tuple[Figure, list[tuple[Any, str, Any]]]:
+    """One panel per workload in ``found``: the figure and (axis, workload, that workload's
+    summary statistics) for each."""
+    workloads = list(dict.fromkeys(found["workload"]))
+    figure, axes = _panels(len(workloads), title)
+    panels = [
+        (axis, workload, stats.summarize(found[found["workload"] == workload]))
+        for axis, workload in zip(axes, workloads, strict=True)
+    ]
+    return figure, panels
 
 
 def _scale(unit: str, values: np.ndarray) -> tuple[float, str]:
@@ -92,10 +99,8 @@ def startup_phases(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | N
     startup = samples[samples["metric"].isin([m for m, _ in STARTUP_PHASES])]
     if startup.empty:
         return None
-    workloads = list(dict.fromkeys(startup["workload"]))
-    figure, axes = _panels(len(workloads), "Start-up phases (median per target)")
-    for axis, workload in zip(axes, workloads, strict=True):
-        found = stats.summarize(startup[startup["workload"] == workload])
+    figure, panels = _per_workload(startup, "Start-up phases (median per target)")
+    for axis, workload, found in panels:
         names = [t for t in palette if t in set(found["target"])]
         left = np.zeros(len(names))
         for (metric, label), alpha in zip(STARTUP_PHASES, PHASE_ALPHA, strict=True):
@@ -141,10 +146,8 @@ def throughput_bars(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | 
     found = samples[samples["metric"].isin(THROUGHPUT)]
     if found.empty:
         return None
-    workloads = list(dict.fromkeys(found["workload"]))
-    figure, axes = _panels(len(workloads), "Throughput (median, 95% CI)")
-    for axis, workload in zip(axes, workloads, strict=True):
-        summary = stats.summarize(found[found["workload"] == workload])
+    figure, panels = _per_workload(found, "Throughput (median, 95% CI)")
+    for axis, workload, summary in panels:
         _bars(axis, summary, palette, 1.0)
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axis.set_title(workload)
@@ -236,10 +239,8 @@ def memory_bars(
     found = samples[samples["metric"] == "mem.host_bytes"]
     if found.empty:
         return None
-    workloads = list(dict.fromkeys(found["workload"]))
-    figure, axes = _panels(len(workloads), "Host memory per deployment (median, 95% CI)")
-    for axis, workload in zip(axes, workloads, strict=True):
-        summary = stats.summarize(found[found["workload"] == workload])
+    figure, panels = _per_workload(found, "Host memory per deployment (median, 95% CI)")
+    for axis, workload, summary in panels:
         _bars(axis, summary, palette, MIB)
         level = summary[summary["target"] == baseline]["median"]
         if not level.empty:
