@@ -23,7 +23,7 @@ from bench.metadata import new_run_id
 from bench.names import NAME_PATTERN
 from bench.progress import RichObserver
 from bench.report.console import print_summary
-from bench.runner import Runner
+from bench.runner import Runner, RunSummary
 from bench.suite import load_suite
 from bench.targets import registry
 
@@ -98,6 +98,19 @@ def run(
     Each cell is written as soon as it finishes; a failed cell is recorded and the run goes
     on (exit status 1). Ctrl-C stops cleanly and keeps finished cells (exit status 130).
     """
+    path, summary = _execute(suite, results_dir, run_id, parallel_hosts)
+    _print_run(path)
+    if report:
+        _write_report(path)
+    out.print(str(path), highlight=False, soft_wrap=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _execute(
+    suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int
+) -> tuple[Path, RunSummary]:
+    """Validate SUITE and run every cell into ``results_dir/<suite>/<run-id>``."""
     if run_id is not None and not re.match(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
@@ -106,12 +119,7 @@ def run(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with RichObserver(err) as observer:
         summary = Runner(spec, store, observer).run(str(suite), parallel_hosts)
-    _print_run(store.path)
-    if report:
-        _write_report(store.path)
-    out.print(str(store.path), highlight=False, soft_wrap=True)
-    if summary.failed:
-        sys.exit(1)
+    return store.path, summary
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -126,7 +134,7 @@ def _print_run(path: Path) -> None:
     print_summary(out, samples, cells, title, manifest, raw)
 
 
-def _write_report(path: Path) -> None:
+def _write_report(path: Path) -> Path | None:
     """The run's report; a failure to draw it loses no results, so it is a warning here."""
     from bench.report import document
 
@@ -134,8 +142,9 @@ def _write_report(path: Path) -> None:
         html, md = document.write(path)
     except Exception as exc:  # the measurements are stored; say how to retry
         err.print(f"warning: the report could not be written ({exc}); run: bench report {path}")
-        return
+        return None
     out.print(f"report: {html} (and {md.name})", highlight=False, soft_wrap=True)
+    return html
 
 
 @main.command()
@@ -352,6 +361,79 @@ def compare(
     else:
         render.print_comparison(out, found)
     if found.has_regressions:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The history directory: runs, index, alerts and exports of this suite's nights.",
+)
+@click.option("--threshold", default="5%", show_default=True, help="Smallest change that counts.")
+@click.option(
+    "--metric-threshold",
+    "metric_thresholds",
+    multiple=True,
+    metavar="METRIC=THRESHOLD",
+    help="Per-metric threshold, e.g. startup.total_s=20% (repeatable).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Runs kept in full; older ones keep only their summary in the index.",
+)
+@click.option("--parallel-hosts", type=click.IntRange(min=1), default=1, show_default=True)
+@translate
+def nightly(
+    suite: Path,
+    history_dir: Path,
+    threshold: str,
+    metric_thresholds: tuple[str, ...],
+    keep: int,
+    parallel_hosts: int,
+) -> None:
+    """Run SUITE into a history, compare with the previous comparable run, alert and export.
+
+    Exit status 1 when a regression is found or a cell failed; 2 when another nightly holds
+    the history. The run directory is the last stdout line.
+    """
+    import os
+
+    from bench import compare as comparing
+    from bench import nightly as night
+    from bench.report import comparison as render
+
+    limit = comparing.parse_threshold(threshold)
+    overrides = comparing.parse_overrides(metric_thresholds)
+    with night.locked(history_dir):
+        path, summary = _execute(suite, history_dir / "runs", None, parallel_hosts)
+        _print_run(path)
+        report = _write_report(path)
+        outcome = night.record(history_dir, path, limit, overrides)
+        if outcome.comparison is not None:
+            render.print_comparison(out, outcome.comparison)
+        out.print(f"verdict: {outcome.entry.verdict}", highlight=False)
+        for event in outcome.events:
+            err.print(f"fingerprint change: {event}", style="bold yellow", highlight=False)
+        if outcome.noteworthy:
+            alert = night.write_alert(history_dir, outcome, report)
+            out.print(f"alert: {alert}", highlight=False, soft_wrap=True)
+            url = os.environ.get(night.WEBHOOK_ENV)
+            if url:
+                sent = night.post_webhook(url, outcome, alert.read_text())
+                err.print(f"webhook: {sent}", highlight=False)
+        prom, parquet = night.export(history_dir, outcome)
+        out.print(f"exports: {prom}, {parquet}", highlight=False, soft_wrap=True)
+        for run_id in night.prune(history_dir, keep):
+            out.print(f"pruned (summary kept): {run_id}", highlight=False)
+    out.print(str(path), highlight=False, soft_wrap=True)
+    if outcome.regressions or summary.failed:
         sys.exit(1)
 
 

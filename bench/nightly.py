@@ -1,0 +1,248 @@
+"""What ``bench nightly`` does around a run: hold the history's lock, record the run in the
+history, compare it with the previous comparable run, say what changed, alert, export for
+dashboards and prune old runs."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import history, results
+from bench.compare import Comparison, compare_runs
+from bench.errors import InputError
+from bench.report import comparison as render
+from bench.report.console import KEY_METRICS
+
+LOCK = "nightly.lock"
+ALERTS = "alerts"
+PROM = "metrics.prom"
+PARQUET = "history.parquet"
+WEBHOOK_ENV = "BENCH_ALERT_WEBHOOK"
+
+
+class LockedError(InputError):
+    """Another ``bench nightly`` is using the history directory."""
+
+
+@contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold ``root/nightly.lock`` for the duration, or fail at once without touching anything.
+
+    ``flock`` is released by the kernel when the holder dies, so a killed run never leaves a
+    stale lock behind; the file only says who holds it.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise LockedError(
+            f"{root}: another bench nightly is running ({holder}); nothing was changed",
+            hint="wait for it to finish; the lock goes away when that process exits",
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.truncate(0)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@dataclass
+class Outcome:
+    """What one nightly run found."""
+
+    entry: history.Entry
+    previous: history.Entry | None
+    comparison: Comparison | None
+    events: list[str]
+    failed_cells: int
+    alert: Path | None = None
+    webhook: str | None = None  # None: not configured; else "sent" or why it failed
+    pruned: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> int:
+        return 0 if self.comparison is None else len(self.comparison.regressions)
+
+    @property
+    def noteworthy(self) -> bool:
+        return bool(self.regressions or self.events or self.failed_cells)
+
+
+def record(
+    root: Path,
+    run_dir: Path,
+    threshold: float | str = 0.05,
+    overrides: dict[str, float] | None = None,
+) -> Outcome:
+    """Add the run to the history, compared with the previous comparable run."""
+    store = history.History(root)
+    entries = store.entries()
+    entry = history.summarize_run(run_dir, root)
+    before, events = history.previous(entries, entry)
+    found = None
+    if before is not None and before.path:
+        found = compare_runs(root / before.path, run_dir, threshold, overrides)
+        entry.compared_with = before.run_id
+        entry.regressions = len(found.regressions)
+        entry.verdict = render.verdict(found)
+    else:
+        entry.verdict = "no earlier comparable run"
+    entry.events = events
+    store.append(entry)
+    cells = results.load_cells(run_dir)
+    failed = int((cells["status"] != "ok").sum()) if "status" in cells else 0
+    return Outcome(entry, before, found, events, failed)
+
+
+def alert_text(outcome: Outcome, report: Path | None) -> str:
+    """The Markdown summary: the verdict, fingerprint events, regressions, where to look."""
+    entry = outcome.entry
+    lines = [f"# bench nightly: {entry.suite}, run {entry.run_id}", ""]
+    lines.append(f"- **status**: {entry.status}")
+    base = outcome.previous.run_id if outcome.previous else "none (first comparable run)"
+    lines.append(f"- **compared with**: {base}")
+    lines.append(f"- **verdict**: {entry.verdict}")
+    if outcome.failed_cells:
+        lines.append(f"- **failed cells**: {outcome.failed_cells}")
+    if report is not None:
+        lines.append(f"- **report**: {report}")
+    if outcome.events:
+        lines += ["", "## Fingerprint changes since the previous run of this suite", ""]
+        lines += [f"- {event}" for event in outcome.events]
+    if outcome.comparison is not None and outcome.regressions:
+        rows = outcome.comparison.regressions
+        lines += ["", "## Regressions", ""]
+        lines += [
+            f"- {r.target} · {r.workload} · {r.metric}: {r.change:+.1%} "
+            f"[{r.ci_low - 1:+.1%}, {r.ci_high - 1:+.1%}], p={r.p_value:.3g}"
+            for r in rows.itertuples(index=False)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_alert(root: Path, outcome: Outcome, report: Path | None) -> Path:
+    path = root / ALERTS / f"{outcome.entry.run_id}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.write_atomic(path, alert_text(outcome, report))
+    return path
+
+
+def post_webhook(url: str, outcome: Outcome, text: str, timeout_s: float = 10.0) -> str:
+    """POST the alert as JSON (``text`` is what chat webhooks display); "sent" or why not.
+    The URL comes from the environment and is never written into the history."""
+    payload = {
+        "text": text,
+        "suite": outcome.entry.suite,
+        "run_id": outcome.entry.run_id,
+        "regressions": outcome.regressions,
+        "events": outcome.events,
+        "failed_cells": outcome.failed_cells,
+    }
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            return f"sent (HTTP {answer.status})"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"not sent: {exc}"
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+
+def _label(value: Any) -> str:
+    """An OpenMetrics label value: backslash, quote and newline escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def openmetrics(outcome: Outcome) -> str:
+    """The latest run's key metrics as OpenMetrics text (node_exporter's textfile collector
+    reads it): medians, the regression count and when the run finished."""
+    entry = outcome.entry
+    suite = _label(entry.suite)
+    lines = [
+        "# HELP bench_metric_median Median over the repetitions of the latest nightly run.",
+        "# TYPE bench_metric_median gauge",
+    ]
+    for row in entry.summary:
+        if row["metric"] not in KEY_METRICS:
+            continue
+        labels = (
+            f'suite="{suite}",target="{_label(row["target"])}",'
+            f'workload="{_label(row["workload"])}",metric="{_label(row["metric"])}",'
+            f'unit="{_label(row["unit"])}"'
+        )
+        lines.append(f"bench_metric_median{{{labels}}} {row['median']!r}")
+    lines += [
+        "# HELP bench_regressions Regressions found against the previous comparable run.",
+        "# TYPE bench_regressions gauge",
+        f'bench_regressions{{suite="{suite}"}} {outcome.regressions}',
+        "# HELP bench_fingerprint_changes Target fingerprint changes since the previous run.",
+        "# TYPE bench_fingerprint_changes gauge",
+        f'bench_fingerprint_changes{{suite="{suite}"}} {len(outcome.events)}',
+        "# HELP bench_last_run_timestamp_seconds When the latest nightly run finished.",
+        "# TYPE bench_last_run_timestamp_seconds gauge",
+        f'bench_last_run_timestamp_seconds{{suite="{suite}"}} {_timestamp(entry)}',
+        "# EOF",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _timestamp(entry: history.Entry) -> float:
+    when = pd.Timestamp(entry.finished_at or entry.created_at)
+    return round(when.timestamp(), 3)
+
+
+def export(root: Path, outcome: Outcome) -> tuple[Path, Path]:
+    """metrics.prom (replaced atomically, as the textfile collector requires) and
+    history.parquet (every run's summaries, one row per run and metric)."""
+    prom = root / PROM
+    results.write_atomic(prom, openmetrics(outcome))
+    frame = history.series(history.History(root).entries())
+    parquet = root / PARQUET
+    partial = root / f".{PARQUET}.partial"
+    frame.to_parquet(partial, index=False)
+    partial.replace(parquet)
+    return prom, parquet
+
+
+def prune(root: Path, keep: int) -> list[str]:
+    """Delete the run directories of all but the newest ``keep`` runs in the index; their
+    summaries stay, so trends and change points still cover them."""
+    store = history.History(root)
+    entries = store.entries()
+    pruned = []
+    for entry in entries[: max(len(entries) - keep, 0)]:
+        if entry.path:
+            shutil.rmtree(root / entry.path, ignore_errors=True)
+            pruned.append(entry.run_id)
+            entry.path = ""
+    if pruned:
+        store.save(entries)
+    return pruned
