@@ -437,5 +437,39 @@ def nightly(
         sys.exit(1)
 
 
+@main.command(name="history")
+@click.argument("history_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--threshold", default="5%", show_default=True, help="Smallest step that counts.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="Significance level of each step's Mann-Whitney U test.",
+)
+@translate
+def history_command(history_dir: Path, threshold: str, alpha: float) -> None:
+    """Trend table of HISTORY_DIR's runs with change points, and history.html beside it."""
+    from bench import compare as comparing
+    from bench import history
+    from bench.report import trend
+
+    entries = history.History(_history_dir(history_dir)).entries()
+    frame = history.series(entries)
+    points = history.detect(frame, comparing.parse_threshold(threshold), alpha)
+    events = {e.run_id: e.events for e in entries if e.events}
+    out.print(trend.table(frame, points, events))
+    for entry in entries:
+        for event in entry.events:
+            out.print(f"fingerprint change at run {entry.run_id}: {event}", highlight=False)
+    out.print(str(trend.page(history_dir, frame, points, events)), highlight=False)
+
+
+def _history_dir(path: Path) -> Path:
+    if not (path / "index.jsonl").is_file():
+        raise ResultsError(f"{path}: not a history directory (no index.jsonl); see bench nightly")
+    return path
+
+
 if __name__ == "__main__":
     main()

@@ -375,3 +375,39 @@ def named_figures(
         ("Every repetition", repetition_dots(samples, cells, palette)),
     ]
     return [(title, figure) for title, figure in drawn if figure is not None]
+
+
+def trends(
+    frame: pd.DataFrame, points: list[Any], palette: dict[str, Any], metrics: tuple[str, ...]
+) -> Figure | None:
+    """Per (workload, metric), each target's run medians over the history with the
+    interquartile range shaded; change points are dashed lines at the first run after them.
+    ``frame`` is ``history.series``'s, ``points`` are ``history.ChangePoint``s."""
+    found = frame[frame["metric"].isin(metrics)]
+    keys = list(dict.fromkeys(zip(found["workload"], found["metric"], strict=True)))
+    if not keys:
+        return None
+    figure, axes = _panels(len(keys), "Trends over the history (median, IQR shaded)")
+    for axis, (workload, metric) in zip(axes, keys, strict=True):
+        rows = found[(found["workload"] == workload) & (found["metric"] == metric)]
+        scale, unit = _scale(rows["unit"].iloc[0], rows["median"].to_numpy(dtype=float))
+        for target in palette:
+            line = rows[rows["target"] == target].sort_values("order")
+            if line.empty:
+                continue
+            x = line["order"].to_numpy()
+            axis.plot(x, line["median"] / scale, "o-", color=palette[target], label=target)
+            axis.fill_between(
+                x, line["q1"] / scale, line["q3"] / scale, color=palette[target], alpha=0.15
+            )
+        for point in points:
+            if (point.workload, point.metric) == (workload, metric):
+                colour = palette.get(point.target, "grey")
+                axis.axvline(point.index - 0.5, color=colour, linestyle="--", linewidth=1.2)
+        axis.set_title(f"{workload} · {metric}", fontsize=9)
+        axis.set_xlabel("run (oldest first)")
+        axis.set_ylabel(unit)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    return _finish(figure)
