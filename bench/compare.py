@@ -86,7 +86,8 @@ TOO_FEW = "too few repetitions"
 NO_RATIO = "no ratio (base median is 0)"
 ADDED = "added"
 REMOVED = "removed"
-STATUSES = (REGRESSION, IMPROVEMENT, WITHIN, NO_CHANGE, INFORMATIONAL, TOO_FEW, NO_RATIO)
+DRIFT = "within run-to-run drift"  # set by a history that knows how much runs drift
+STATUSES = (REGRESSION, IMPROVEMENT, WITHIN, DRIFT, NO_CHANGE, INFORMATIONAL, TOO_FEW, NO_RATIO)
 STATUSES += (ADDED, REMOVED)
 
 KEY = ["target", "workload", "metric"]

@@ -18,6 +18,7 @@ computed from it alone and survive the deletion of old run directories.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -202,9 +203,11 @@ MIN_SEGMENT = 4  # with fewer runs a side, a two-sided U test cannot reach p < 0
 def change_points(
     values: np.ndarray, threshold: float = 0.05, alpha: float = 0.05, min_segment: int = MIN_SEGMENT
 ) -> list[tuple[int, float]]:
-    """Indices where the series steps, by binary segmentation: the split whose two sides
-    differ most (Mann-Whitney U on the run medians, two-sided) is kept when p < ``alpha`` and
-    the medians differ by more than ``threshold``; then each side is searched again.
+    """Indices where the series steps, by binary segmentation: the split that best fits two
+    levels (least total absolute deviation from each side's median) is kept when the sides
+    differ by a two-sided Mann-Whitney U test on the run medians (p below ``alpha`` divided by
+    the number of candidate splits, since the best of them was picked) and their medians by
+    more than ``threshold``; then each side is searched again.
 
     The unit is the run, not the repetition: separate runs drift by more than their
     repetitions spread, and a step must stand out against that drift to count.
@@ -223,21 +226,47 @@ def _segment(
     min_segment: int,
     found: list[tuple[int, float]],
 ) -> None:
-    best: tuple[float, int] | None = None
-    for split in range(min_segment, len(values) - min_segment + 1):
-        left, right = values[:split], values[split:]
-        base = float(np.median(left))
-        if base == 0 or abs(float(np.median(right)) / base - 1.0) <= threshold:
-            continue
-        p = float(scipy_stats.mannwhitneyu(left, right, alternative="two-sided").pvalue)
-        if p < alpha and (best is None or p < best[0]):
-            best = (p, split)
-    if best is None:
+    """Search ``values`` for one step, else for a stretch that left and came back (a
+    regression fixed a few nights later, which no single split separates); recurse."""
+    splits = list(range(min_segment, len(values) - min_segment + 1))
+    if not splits:
         return
-    p, split = best
-    found.append((offset + split, p))
-    _segment(values[:split], offset, threshold, alpha, min_segment, found)
-    _segment(values[split:], offset + split, threshold, alpha, min_segment, found)
+    split = min(splits, key=lambda k: _cost(values[:k]) + _cost(values[k:]))
+    p = _differ(values[:split], values[split:], threshold, alpha, len(splits))
+    if p is not None:
+        found.append((offset + split, p))
+        edges = [0, split, len(values)]
+    else:
+        # a stretch values[a:b] between two outer parts, each part at least min_segment long
+        pairs = [(a, b) for a in splits for b in splits if b - a >= min_segment]
+        if not pairs:
+            return
+        a, b = min(pairs, key=lambda ab: sum(_cost(part) for part in np.split(values, ab)))
+        outside = np.r_[values[:a], values[b:]]
+        p = _differ(outside, values[a:b], threshold, alpha, len(pairs))
+        if p is None:
+            return
+        found += [(offset + a, p), (offset + b, p)]
+        edges = [0, a, b, len(values)]
+    for start, end in itertools.pairwise(edges):
+        _segment(values[start:end], offset + start, threshold, alpha, min_segment, found)
+
+
+def _differ(
+    left: np.ndarray, right: np.ndarray, threshold: float, alpha: float, tried: int
+) -> float | None:
+    """The U test's p-value when the two sides differ in median by more than ``threshold``
+    and significantly after a Bonferroni correction for the ``tried`` candidates; else None."""
+    base = float(np.median(left))
+    if base == 0 or abs(float(np.median(right)) / base - 1.0) <= threshold:
+        return None
+    p = float(scipy_stats.mannwhitneyu(left, right, alternative="two-sided").pvalue)
+    return p if p * tried < alpha else None
+
+
+def _cost(segment: np.ndarray) -> float:
+    """Total absolute deviation from the segment's median: the L1 fit of one level."""
+    return float(np.abs(segment - np.median(segment)).sum())
 
 
 def detect(frame: pd.DataFrame, threshold: float = 0.05, alpha: float = 0.05) -> list[ChangePoint]:

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench import history, results
-from bench.compare import Comparison, compare_runs
+from bench.compare import DRIFT, REGRESSION, Comparison, compare_runs
 from bench.errors import InputError
 from bench.report import comparison as render
 from bench.report.console import KEY_METRICS
@@ -104,6 +105,8 @@ def record(
     found = None
     if before is not None and before.path:
         found = compare_runs(root / before.path, run_dir, threshold, overrides)
+        comparable = [e for e in entries if e.suite_hash == entry.suite_hash]
+        discount_drift(found, [e for e in comparable if e.targets == entry.targets])
         entry.compared_with = before.run_id
         entry.regressions = len(found.regressions)
         entry.verdict = render.verdict(found)
@@ -114,6 +117,41 @@ def record(
     cells = results.load_cells(run_dir)
     failed = int((cells["status"] != "ok").sum()) if "status" in cells else 0
     return Outcome(entry, before, found, events, failed)
+
+
+MIN_RUNS_FOR_DRIFT = 4
+DRIFT_WIDTH = 3.0  # robust standard deviations of the log run medians
+
+
+def drift(entries: list[history.Entry], key: tuple[str, str, str]) -> float | None:
+    """How far this metric's run median wanders from one comparable run to the next with
+    nothing changed: 3 robust standard deviations (1.4826 × MAD) of the night-to-night steps
+    of its logarithm, as a fraction; None with fewer than ``MIN_RUNS_FOR_DRIFT`` earlier runs."""
+    medians = [
+        row["median"]
+        for e in entries[-10:]
+        for row in e.summary
+        if (row["target"], row["workload"], row["metric"]) == key and row["median"] > 0
+    ]
+    if len(medians) < MIN_RUNS_FOR_DRIFT:
+        return None
+    steps = np.diff(np.log(np.asarray(medians, dtype=float)))
+    # night-to-night steps: a real step change is one outlier among them, which the median
+    # ignores; a step is the difference of two runs, hence the sqrt(2)
+    spread = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+    return float(np.expm1(DRIFT_WIDTH * spread))
+
+
+def discount_drift(found: Comparison, earlier: list[history.Entry]) -> None:
+    """A regression no larger than the drift the history shows between unchanged runs is
+    relabelled: separate runs differ by more than their repetitions do (the U test and the
+    interval cannot see that), and an alert that fires on drift teaches people to ignore it."""
+    rows = found.rows
+    for index in rows.index[rows["status"] == REGRESSION]:
+        row = rows.loc[index]
+        floor = drift(earlier, (row["target"], row["workload"], row["metric"]))
+        if floor is not None and abs(row["ratio"] - 1.0) <= floor:
+            rows.loc[index, "status"] = DRIFT
 
 
 def alert_text(outcome: Outcome, report: Path | None) -> str:

@@ -29,8 +29,8 @@ def write_suite(tmp_path: Path):
 
 
 def bench_cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run the real ``bench`` console entry point in a subprocess."""
-    env = {**os.environ, "COLUMNS": "200"}
+    """Run the real ``bench`` console entry point in a subprocess (``env``: extra variables)."""
+    env = {**os.environ, "COLUMNS": "200", **(kwargs.pop("env", None) or {})}
     return subprocess.run(
         [sys.executable, "-m", "bench.cli", *args],
         capture_output=True,

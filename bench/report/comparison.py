@@ -17,6 +17,7 @@ from rich.table import Table
 from bench import stats
 from bench.compare import (
     ADDED,
+    DRIFT,
     IMPROVEMENT,
     INFORMATIONAL,
     REGRESSION,
@@ -34,6 +35,7 @@ STYLES = {
     REGRESSION: "bold red",
     IMPROVEMENT: "green",
     WITHIN: "",
+    DRIFT: "",
     INFORMATIONAL: "dim",
     TOO_FEW: "yellow",
     ADDED: "magenta",
