@@ -119,7 +119,7 @@ def record(
     return Outcome(entry, before, found, events, failed)
 
 
-MIN_RUNS_FOR_DRIFT = 4
+MIN_RUNS_FOR_DRIFT = 6  # five night-to-night steps: fewer say little about the spread
 DRIFT_WIDTH = 3.0  # robust standard deviations of the log run medians
 
 
