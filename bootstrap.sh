@@ -110,6 +110,8 @@ case "$cmd" in
         # A static busybox makes the tiny images the container-probe tests run; Chromium
         # opens the HTML reports the way a reader's browser does.
         apt_install busybox-static chromium
+        # systemd-analyze checks the units bench schedule writes (systemd need not be running).
+        command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
         log "ruff check and format check"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

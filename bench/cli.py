@@ -471,5 +471,91 @@ def _history_dir(path: Path) -> Path:
     return path
 
 
+@main.group()
+def schedule() -> None:
+    """Run bench nightly every day: a systemd timer, or a cron entry where systemd is absent."""
+
+
+def _dirs(function: F) -> F:
+    function = click.option(
+        "--unit-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("/etc/systemd/system"),
+        show_default=True,
+        help="Where systemd units go.",
+    )(function)
+    return click.option(
+        "--cron-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("/etc/cron.d"),
+        show_default=True,
+        help="Where the cron entry goes when systemd is not running.",
+    )(function)
+
+
+@schedule.command("install")
+@click.argument("suite", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--history", "history_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--at", "at", default="02:00", show_default=True, help="Daily, HH:MM local time.")
+@click.option(
+    "--with",
+    "kind",
+    type=click.Choice(["auto", "systemd", "cron"]),
+    default="auto",
+    show_default=True,
+    help="auto: a systemd timer when systemd runs, else cron.",
+)
+@click.option("--threshold", default=None, help="Passed to bench nightly.")
+@_dirs
+@translate
+def schedule_install(
+    suite: Path,
+    history_dir: Path,
+    at: str,
+    kind: str,
+    threshold: str | None,
+    unit_dir: Path,
+    cron_dir: Path,
+) -> None:
+    """Schedule SUITE's nightly run into HISTORY; installing it again changes nothing."""
+    from bench import schedule as scheduling
+
+    spec = load_suite(suite)  # refuse a broken suite now, not at 02:00
+    extra = ["--threshold", threshold] if threshold else []
+    done = scheduling.install(
+        suite, spec.name, history_dir, at, extra, kind, unit_dir=unit_dir, cron_dir=cron_dir
+    )
+    for path, written in done.files.items():
+        state = "written" if written else "unchanged"
+        out.print(f"{state}: {path}", highlight=False, soft_wrap=True)
+    out.print(f"{done.name}: {done.kind}, daily at {at}", highlight=False)
+
+
+@schedule.command("list")
+@_dirs
+@translate
+def schedule_list(unit_dir: Path, cron_dir: Path) -> None:
+    """The installed bench schedules."""
+    from bench import schedule as scheduling
+
+    found = scheduling.listed(unit_dir, cron_dir)
+    for name, kind, when in found:
+        click.echo(f"{name}\t{kind}\t{when}")  # tab-separated, for scripts
+    if not found:
+        out.print("no bench schedules installed", highlight=False)
+
+
+@schedule.command("remove")
+@click.argument("name")
+@_dirs
+@translate
+def schedule_remove(name: str, unit_dir: Path, cron_dir: Path) -> None:
+    """Remove the schedule NAME (bench-nightly-<suite>, or the suite's name)."""
+    from bench import schedule as scheduling
+
+    for path in scheduling.remove(name, unit_dir, cron_dir):
+        out.print(f"removed: {path}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     main()
