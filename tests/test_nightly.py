@@ -85,9 +85,8 @@ def test_change_point_found_at_the_slow_run(built) -> None:
     step = [p for p in points if p.metric == "train.step_time_s"]
     assert [(p.index, p.run_id) for p in step] == [(SLOW_FROM, entries[SLOW_FROM].run_id)]
     assert step[0].worse and step[0].change > 0.2
-    # no alarm inside the unchanged nights, on any metric (other metrics may show the machine's
-    # own drift between the two halves of the history; that is a real shift, not the runs')
-    assert [p for p in points if p.index < SLOW_FROM] == []
+    # Other metrics are not asserted on: the machine's own drift between the two halves of
+    # the history is a real shift. False alarms on flat series: the synthetic test below.
 
 
 def test_history_command_prints_trends_and_writes_its_page(built) -> None:
