@@ -31,6 +31,7 @@ from scipy import stats as scipy_stats
 from bench import results, stats
 from bench.compare import direction, key_facts
 from bench.errors import ResultsError
+from bench.report.console import invalid_numbers
 
 INDEX = "index.jsonl"
 RUNS = "runs"
@@ -82,9 +83,7 @@ def summarize_run(run_dir: Path, history_dir: Path) -> Entry:
     medians, as in a comparison)."""
     manifest = results.load_manifest(run_dir)
     samples, cells = results.load(run_dir), results.load_cells(run_dir)
-    if not cells.empty and "verdict" in cells:
-        invalid = set(cells.loc[cells["verdict"] == "INVALID", "cell"])
-        samples = samples[~samples["cell"].isin(invalid)]
+    samples = samples[~samples["cell"].isin(invalid_numbers(cells))]
     summary = stats.summarize(samples)[
         ["workload", "target", "metric", "unit", "n", "median", "q1", "q3", "ci_low", "ci_high"]
     ]

@@ -120,6 +120,12 @@ def invalid_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["verdict"] == "INVALID"]
 
 
+def invalid_numbers(cells: pd.DataFrame) -> set[int]:
+    """The numbers of the INVALID cells (see ``invalid_cells``)."""
+    flagged = invalid_cells(cells)
+    return set(flagged["cell"]) if not flagged.empty else set()
+
+
 def invalid_table(cells: pd.DataFrame) -> Table | None:
     """The cells whose numbers should not be trusted, and why; None when every cell is VALID."""
     invalid = invalid_cells(cells)

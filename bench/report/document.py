@@ -36,9 +36,19 @@ class Figures:
     items: list[tuple[str, bytes]] = field(default_factory=list)
 
     def add(self, title: str, figure: Figure) -> None:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=DPI)
-        self.items.append((title, buffer.getvalue()))
+        self.items.append((title, png(figure)))
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes, at the resolution every page of bench embeds."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def data_uri_payload(data: bytes) -> str:
+    """Base64 text for an ``<img src="data:image/png;base64,…">``."""
+    return base64.b64encode(data).decode("ascii")
 
 
 @dataclass
@@ -180,20 +190,19 @@ def _environment_rows(report: Report) -> tuple[list[str], list[tuple[str, list[s
     return targets, rows
 
 
-def _template() -> jinja2.Template:
+def template(name: str) -> jinja2.Template:
+    """One of the package's HTML templates, autoescaped."""
     loader = jinja2.PackageLoader("bench.report", "templates")
     env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2")
+    return env.get_template(name)
 
 
 def render_html(report: Report) -> str:
     """One HTML document that needs nothing else: styles inline, figures as data URIs, and a
     Content-Security-Policy that forbids every fetch, so it reads the same offline."""
     targets, env_rows = _environment_rows(report)
-    figures = [
-        (title, base64.b64encode(png).decode("ascii")) for title, png in report.figures.items
-    ]
-    return _template().render(
+    figures = [(title, data_uri_payload(data)) for title, data in report.figures.items]
+    return template("report.html.j2").render(
         title=f"bench report: {report.manifest.get('suite', {}).get('name', report.run_dir.name)}",
         description=report.manifest.get("suite", {}).get("description"),
         facts=_facts(report),

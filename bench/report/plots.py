@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bench import stats
 from bench.report import tables
-from bench.report.console import baseline_of
+from bench.report.console import baseline_of, invalid_numbers
 
 PALETTE = matplotlib.colormaps["tab10"].colors
 STARTUP_PHASES = (
@@ -315,7 +315,7 @@ def repetition_dots(
     chosen = _repetition_metric(samples)
     if not chosen:
         return None
-    invalid = _invalid_cells(cells)
+    invalid = invalid_numbers(cells)
     figure, axes = _panels(len(chosen), "Every repetition (run order; × = INVALID cell)")
     for axis, (workload, metric) in zip(axes, chosen.items(), strict=True):
         found = samples[(samples["workload"] == workload) & (samples["metric"] == metric)]
@@ -347,12 +347,6 @@ def _repetition_metric(samples: pd.DataFrame) -> dict[str, str]:
         if metric:
             chosen[str(workload)] = metric
     return chosen
-
-
-def _invalid_cells(cells: pd.DataFrame) -> set[int]:
-    if cells.empty or "verdict" not in cells:
-        return set()
-    return set(cells.loc[cells["verdict"] == "INVALID", "cell"])
 
 
 def named_figures(

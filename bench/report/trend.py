@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 from rich.table import Table
 
 from bench import history, results
-from bench.report import plots
+from bench.report import document, plots
 from bench.report.console import KEY_METRICS
 from bench.report.units import fmt
 
@@ -58,14 +55,8 @@ def page(
     """history.html: the trend figure and every change point, self-contained like a report."""
     targets = list(dict.fromkeys(frame["target"]))
     figure = plots.trends(frame, points, plots.colours(targets), KEY_METRICS)
-    image = None
-    if figure is not None:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        image = base64.b64encode(buffer.getvalue()).decode("ascii")
-    loader = jinja2.PackageLoader("bench.report", "templates")
-    env = jinja2.Environment(loader=loader, autoescape=True)
-    html = env.get_template("history.html.j2").render(
+    image = document.data_uri_payload(document.png(figure)) if figure is not None else None
+    html = document.template("history.html.j2").render(
         root=str(root),
         runs=frame["run_id"].nunique(),
         image=image,
