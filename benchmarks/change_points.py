@@ -1,6 +1,7 @@
-"""How often ``bench history``'s change-point search raises a false alarm on a flat series,
-and how often it finds a real step at the right run, on synthetic series of run medians with
-log-normal run-to-run noise (the noise of separate runs, not of repetitions).
+"""How often ``bench history``'s change-point search raises a false alarm on a flat series
+or on a slow drift with no step, and how often it finds a real step at the right run, on
+synthetic series of run medians with log-normal run-to-run noise (the noise of separate runs,
+not of repetitions).
 
     .venv/bin/python benchmarks/change_points.py --trials 500 --noise 0.05
 """
@@ -28,6 +29,15 @@ def main() -> None:
 
     flat = sum(bool(change_points(noisy(args.runs))) for _ in range(args.trials))
     print(f"flat, {args.runs} runs: a false change point in {flat / args.trials:.1%} of trials")
+    for total in (0.10, 0.20, 0.40):
+        drift = sum(
+            bool(change_points(noisy(args.runs) * np.linspace(1.0, 1.0 + total, args.runs)))
+            for _ in range(args.trials)
+        )
+        print(
+            f"drift of {total:.0%} over {args.runs} runs, no step: a change point in "
+            f"{drift / args.trials:.1%} of trials"
+        )
     for step in (0.10, 0.20, 0.40):
         exact = sum(
             [i for i, _ in change_points(np.r_[noisy(10), noisy(10, 1 + step)])] == [10]

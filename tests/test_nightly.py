@@ -1,4 +1,12 @@
-"""``bench nightly`` and ``bench history`` over a history of real small runs (local target)."""
+"""``bench nightly`` and ``bench history`` over a history of real small runs (local target).
+
+The history's runs are real, so what they measure moves with the machine: separate runs on a
+busy 2-core machine drift by 10% and more. What these tests assert about measured numbers
+(a regression on the night the stack got slower, a change point at that night) therefore rests
+on an injected slowdown of 3x, which no drift of this machine comes near; everything else they
+assert (files, index entries, the lock, exports, events, the webhook) does not depend on the
+machine's speed. How the change-point search behaves on noise, small steps and slow drift is
+asserted on synthetic series with known answers at the end of this file."""
 
 from __future__ import annotations
 
@@ -30,8 +38,8 @@ workloads:
   - {name: train, kind: train_step, model: mlp, batch_size: 8, steps: 30, warmup_steps: 5,
      threads: 1}
 """
-RUNS, SLOW_FROM = 8, 4  # the worker is 40% slower from run 4 on: something in the stack changed
-SLOWDOWN = "0.4"
+RUNS, SLOW_FROM = 8, 4  # the worker is 3x slower from run 4 on: something in the stack changed
+SLOWDOWN = "2"  # each iteration stretched by 200%; the nights' own drift is a few tens of percent
 
 
 def nightly(
@@ -84,7 +92,7 @@ def test_change_point_found_at_the_slow_run(built) -> None:
     points = history.detect(history.series(entries))
     step = [p for p in points if p.metric == "train.step_time_s"]
     assert [(p.index, p.run_id) for p in step] == [(SLOW_FROM, entries[SLOW_FROM].run_id)]
-    assert step[0].worse and step[0].change > 0.2
+    assert step[0].worse and step[0].change > 1.0
     # Other metrics are not asserted on: the machine's own drift between the two halves of
     # the history is a real shift. False alarms on flat series: the synthetic test below.
 
@@ -203,13 +211,75 @@ def _read(path: Path) -> str:
 # --- change points on synthetic series ------------------------------------------------------
 
 
-def test_change_points_on_synthetic_series() -> None:
-    rng = np.random.default_rng(0)
-    flat = rng.normal(1.0, 0.05, 30)
-    assert history.change_points(flat) == []
-    step = np.r_[rng.normal(1.0, 0.03, 10), rng.normal(1.2, 0.03, 10)]
+SEEDS = range(10)  # every series below is drawn ten times, each from a fixed seed
+
+
+def noisy(rng: np.random.Generator, count: int, spread: float, level: float = 1.0) -> np.ndarray:
+    """Run medians with log-normal run-to-run noise of relative size ``spread``."""
+    return level * np.exp(rng.normal(0.0, spread, count))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_change_point_in_noise_alone(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    assert history.change_points(noisy(rng, 30, 0.05)) == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_step_is_found_at_its_run(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    step = np.r_[noisy(rng, 10, 0.03), noisy(rng, 10, 0.03, 1.3)]
     assert [i for i, _ in history.change_points(step)] == [10]
-    two = np.r_[rng.normal(1.0, 0.02, 8), rng.normal(1.3, 0.02, 8), rng.normal(1.0, 0.02, 8)]
+    at_the_edge = np.r_[noisy(rng, 4, 0.03), noisy(rng, 12, 0.03, 1.3)]  # as early as allowed
+    assert [i for i, _ in history.change_points(at_the_edge)] == [4]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_slow_drift_has_no_change_point(seed: int) -> None:
+    """30% over 30 runs, 1% a run: the halves differ beyond doubt, but no run is the cause."""
+    rng = np.random.default_rng(seed)
+    drift = noisy(rng, 30, 0.01) * np.linspace(1.0, 1.3, 30)
+    assert history.change_points(drift) == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_step_on_top_of_a_drift_is_found_at_its_run(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = noisy(rng, 30, 0.01) * np.linspace(1.0, 1.1, 30) * np.r_[np.ones(15), np.full(15, 1.4)]
+    assert [i for i, _ in history.change_points(values)] == [15]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_steps_and_a_stretch_that_came_back(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    two = np.r_[noisy(rng, 8, 0.02), noisy(rng, 8, 0.02, 1.3), noisy(rng, 8, 0.02, 1.6)]
     assert [i for i, _ in history.change_points(two)] == [8, 16]
-    small = np.r_[rng.normal(1.0, 0.005, 10), rng.normal(1.03, 0.005, 10)]
-    assert history.change_points(small) == []  # significant, but under the 5% threshold
+    back = np.r_[noisy(rng, 8, 0.02), noisy(rng, 6, 0.02, 1.3), noisy(rng, 8, 0.02)]
+    assert [i for i, _ in history.change_points(back)] == [8, 14]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_significant_step_under_the_threshold_is_not_a_change_point(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    small = np.r_[noisy(rng, 10, 0.005), noisy(rng, 10, 0.005, 1.03)]
+    assert history.change_points(small) == []
+
+
+def test_change_point_sizes_and_directions() -> None:
+    rng = np.random.default_rng(0)
+    values = np.r_[noisy(rng, 6, 0.01, 0.010), noisy(rng, 6, 0.01, 0.030)]
+    frame = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(12)],
+            "order": range(12),
+            "workload": "train",
+            "target": "bare",
+            "metric": ["train.step_time_s"] * 12,
+            "median": values,
+        }
+    )
+    (point,) = history.detect(frame)
+    assert (point.index, point.run_id) == (6, "r6")
+    assert point.change == pytest.approx(2.0, rel=0.05) and point.worse
+    faster = frame.assign(metric="train.throughput")
+    assert history.detect(faster)[0].worse is False  # throughput up is better

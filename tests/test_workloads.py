@@ -495,6 +495,7 @@ def test_injected_slowdown_is_recorded_and_bad_values_refused(monkeypatch) -> No
     monkeypatch.setenv("BENCH_INJECT_SLOWDOWN", "0.05")
     result = run_workload(spec("train_step", batch_size=2, steps=3, warmup_steps=0))
     assert result["info"]["injected_slowdown"] == 0.05
-    monkeypatch.setenv("BENCH_INJECT_SLOWDOWN", "5%")
-    with pytest.raises(ValueError, match="BENCH_INJECT_SLOWDOWN must be a fraction"):
-        run_workload(spec("train_step", batch_size=2, steps=3, warmup_steps=0))
+    for bad in ("5%", "-0.1", "11", "nan"):
+        monkeypatch.setenv("BENCH_INJECT_SLOWDOWN", bad)
+        with pytest.raises(ValueError, match="BENCH_INJECT_SLOWDOWN must be a fraction from 0"):
+            run_workload(spec("train_step", batch_size=2, steps=3, warmup_steps=0))
