@@ -10,7 +10,7 @@ import io
 import os
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,14 +84,23 @@ def wait_for(pid: int, least: int, timeout: float = 30.0) -> HostMemory:
         time.sleep(0.1)
 
 
+def until(done: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``done`` until it holds: the sampler's thread can be starved on a busy machine, so
+    the test waits for samples rather than for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out waiting for the sampler"
+        time.sleep(0.05)
+
+
 def test_sampler_counts_processes_kernel_and_shim(client: docker.DockerClient) -> None:
     with container(client, HOLD_MEMORY) as box:
         pid = box.attrs["State"]["Pid"]
         assert wait_for(pid, HELD).processes >= HELD
         sampler = ContainerMemorySampler(pid).start()
-        time.sleep(0.5)
+        until(lambda: sampler.samples >= 3)
         tree = tree_bytes(pid)
-        time.sleep(0.5)
+        until(lambda: sampler.samples >= 6)  # at least one sample after ``tree`` was read
         sample = host_bytes(pid)
         sampler.stop()
 
@@ -119,8 +128,10 @@ def test_shim_is_the_containerd_shim_ancestor(client: docker.DockerClient) -> No
 
 
 def test_stop_after_the_container_exits(client: docker.DockerClient) -> None:
-    with container(client, "sleep 1; true") as box:
+    with container(client, "sleep 60; true") as box:
         sampler = ContainerMemorySampler(box.attrs["State"]["Pid"], interval=0.05).start()
+        until(lambda: sampler.samples >= 1)
+        box.kill()
         box.wait(timeout=30)
         time.sleep(0.3)  # the sampler keeps trying on a gone container without failing
         sampler.stop()

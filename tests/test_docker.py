@@ -63,12 +63,10 @@ def _run(write_suite, tmp_path: Path, targets: str, workloads: str = WORKLOADS, 
 
 def test_build_is_reused_and_recorded(matched, write_suite) -> None:
     suite = write_suite(f"name: again\ntargets:\n  - {BUILT}\n{WORKLOADS}")
-    started = time.monotonic()
     done = bench_cli("build", str(suite))
     assert done.returncode == 0, done.stderr
     assert matched in done.stdout
     assert "building" not in done.stderr and "debootstrap" not in done.stderr
-    assert time.monotonic() - started < 60
 
 
 def test_local_and_container_report_the_same_metrics(

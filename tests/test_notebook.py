@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def test_notebook_runs_against_a_run_and_compares_two(two_runs) -> None:
     done = execute(f"RUN_DIR = {str(new.parent)!r}\nBASE_DIR = {str(base)!r}")
     text = "".join(out["text"] for out in outputs(done, "stdout"))
     assert f"{new}: complete, 10 cells" in text  # the suite directory resolved to its latest
-    assert "no regression" in text.lower() or "regression" in text.lower()
+    # the comparison's one-line answer; which answer depends on how the machine drifted
+    # between the two real runs, so only its form is asserted
+    assert re.search(r"^(no regression|\d+ regressions?)( \(.+\))?$", text, re.MULTILINE), text
     images = outputs(done, "image/png")
     assert len(images) >= 5  # the change forest, start-up, throughput, latency, memory, ...
     headings = [out["data"]["text/markdown"] for out in outputs(done, "text/markdown")]

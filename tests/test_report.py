@@ -132,7 +132,7 @@ def test_report_command_rewrites_and_refuses_a_non_run(small_run, tmp_path: Path
 def test_a_run_whose_every_cell_failed_still_gets_a_report(write_suite) -> None:
     suite = write_suite(
         "name: allfail\nrepetitions: 2\ntargets:\n  - {name: bare, kind: local}\n"
-        "workloads:\n  - {name: boom, kind: train_step, steps: 3, timeout_s: 0.5}\n"
+        "workloads:\n  - {name: boom, kind: train_step, steps: 100000, timeout_s: 0.5}\n"
     )
     done = bench_cli("run", str(suite), "--results-dir", str(suite.parent / "results"))
     assert done.returncode == 1  # failed cells

@@ -99,6 +99,18 @@ def test_steal_is_a_share_of_the_machine_time_across_the_phase(tmp_path: Path) -
     assert cpustate.steal_ticks() is not None  # the real /proc/stat parses
 
 
+def test_steal_is_not_judged_over_a_phase_of_a_few_ticks(tmp_path: Path) -> None:
+    """A 10 ms phase spans about two ticks of two CPUs: one stolen tick is no 50% steal."""
+    stat = tmp_path / "stat"  # FAKE /proc/stat
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 0 0\n")
+    before = cpustate.CpuState(cpustate.CpuTimes(0, 0), None, None, cpustate.steal_ticks(tmp_path))
+    stat.write_text("cpu  101 0 50 800 10 0 0 41 0 0\n")
+    after = cpustate.CpuState(cpustate.CpuTimes(1, 0), None, None, cpustate.steal_ticks(tmp_path))
+    state = cpustate.change(before, after)
+    assert state["steal_pct"] is None and state["steal_window_ticks"] == 2
+    assert judge(None, {**STEADY, "cpu_state": state}, min_iterations=10).label == "VALID"
+
+
 def test_cpu_times_split_user_and_system() -> None:
     before = cpustate.cpu_times()
     sum(i * i for i in range(300_000))  # user time

@@ -303,12 +303,16 @@ def test_accel_probe_is_bounded_and_cached(guest_built, tmp_path, monkeypatch) -
     kernel = target._ready().image.kernel
     started = time.monotonic()
     problem = accel.probe("qemu-system-x86_64", kernel, "host", timeout_s=5)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 5 + 30  # bounded: a guest that hangs is given up on
     assert problem is None or isinstance(problem, str)
     first = accel.choose("auto", "qemu-system-x86_64", kernel, "host")
-    started = time.monotonic()
+
+    def no_second_probe(*args: object, **kwargs: object) -> str:
+        raise AssertionError("probed again: the answer was not cached for this boot")
+
+    monkeypatch.setattr(accel, "probe", no_second_probe)
     again = accel.choose("auto", "qemu-system-x86_64", kernel, "host")
-    assert again == first and time.monotonic() - started < 1  # cached for this boot
+    assert again == first  # cached for this boot
     assert accel.choose("tcg", "qemu-system-x86_64", kernel, "max").name == "tcg"
     if not Path("/dev/kvm").exists():
         assert "does not exist" in first.reason

@@ -24,14 +24,19 @@ FORKING_PARENT = textwrap.dedent(
 
     sampler = TreePeakSampler().start()
     ready_r, ready_w = os.pipe()
+    release_r, release_w = os.pipe()
     child = os.fork()
     if child == 0:
         held = b"x" * (100 * 2**20)
         os.write(ready_w, b"1")
-        time.sleep(0.6)
+        os.read(release_r, 1)  # held until the parent has seen three samples with it
         os._exit(0)
     os.read(ready_r, 1)
-    time.sleep(0.4)
+    seen = sampler.samples
+    deadline = time.monotonic() + 30
+    while sampler.samples < seen + 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.write(release_w, b"1")
     os.waitpid(child, 0)
     sampler.stop()
     print(json.dumps({"tree": sampler.tree_peak, "peak": sampler.peak,

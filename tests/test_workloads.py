@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -415,20 +416,34 @@ class FakeNvml:
         return 0x40 | 0x01 if self.hot else 0x01  # hardware thermal slowdown (+ idle bit)
 
 
+class SteppedSampler(NvmlSampler):
+    """The real sampler and its thread, with each sample taken under ``lock``: a test that
+    switches the fake GPU's phase and marks the boundary under the same lock never gets a
+    sample read in one phase and time-stamped in the other."""
+
+    lock = threading.Lock()
+
+    def _sample(self) -> None:
+        with self.lock:
+            super()._sample()
+
+
 def _wait_for_samples(sampler: NvmlSampler, count: int) -> None:
     deadline = time.monotonic() + 10
     start = len(sampler.timeline.t)
-    while len(sampler.timeline.t) < start + count and time.monotonic() < deadline:
+    while len(sampler.timeline.t) < start + count:
+        assert time.monotonic() < deadline, "the sampler's thread took no samples"
         time.sleep(0.005)
 
 
 def test_nvml_sampler_splits_start_up_from_steady_state() -> None:
     nvml = FakeNvml()
-    sampler = NvmlSampler(nvml, 0, interval_s=0.005, window_s=0.0)  # type: ignore[arg-type]
+    sampler = SteppedSampler(nvml, 0, interval_s=0.005, window_s=0.0)  # type: ignore[arg-type]
     sampler.start()
     _wait_for_samples(sampler, 3)
-    nvml.phase = "steady"
-    sampler.mark("measured_start")
+    with sampler.lock:
+        nvml.phase = "steady"
+        sampler.mark("measured_start")
     _wait_for_samples(sampler, 3)
     sampler.mark("measured_end")
     report = sampler.stop()
@@ -452,11 +467,12 @@ def test_nvml_sampler_splits_start_up_from_steady_state() -> None:
 
 def test_nvml_sampler_reports_a_thermal_slowdown_in_the_measured_phase() -> None:
     nvml = FakeNvml()
-    sampler = NvmlSampler(nvml, 0, interval_s=0.005)  # type: ignore[arg-type]
+    sampler = SteppedSampler(nvml, 0, interval_s=0.005)  # type: ignore[arg-type]
     sampler.start()
     sampler.mark("measured_start")
     _wait_for_samples(sampler, 3)
-    nvml.hot = True
+    with sampler.lock:
+        nvml.hot = True
     _wait_for_samples(sampler, 3)
     sampler.mark("measured_end")
     steady = sampler.stop().info["gpu_steady"]
@@ -468,20 +484,21 @@ def test_averaged_readings_absent_for_a_phase_shorter_than_nvml_window() -> None
     """Seen on an H100: 150 training steps took 0.11 s and every utilization reading in them
     was 0%, the share of NVML's previous sample period. Memory and clocks stay."""
     nvml = FakeNvml()
-    sampler = NvmlSampler(nvml, 0, interval_s=0.005, window_s=0.5)  # type: ignore[arg-type]
+    sampler = SteppedSampler(nvml, 0, interval_s=0.005, window_s=0.5)  # type: ignore[arg-type]
     sampler.start()
-    time.sleep(0.6)
-    nvml.phase = "steady"
-    sampler.mark("measured_start")
+    time.sleep(1.0)  # start-up: longer than the window even if the thread starts late
+    with sampler.lock:
+        nvml.phase = "steady"
+        sampler.mark("measured_start")
     _wait_for_samples(sampler, 3)
     sampler.mark("measured_end")
     report = sampler.stop()
     for name in ("gpu.util_mean_pct", "gpu.util_max_pct", "gpu.power_mean_w"):
-        assert report.absent[name].startswith("the steady-state phase lasted 0.0"), name
+        assert report.absent[name].startswith("the steady-state phase lasted 0."), name
         assert "shorter than the 0.5 s over which NVML averages it" in report.absent[name]
     assert report.metrics["gpu.mem_peak_bytes"]["value"] == float(2**31)
     assert report.metrics["gpu.sm_clock_mean_mhz"]["value"] == 1980.0
-    assert report.metrics["gpu.startup_util_mean_pct"]["value"] == 10.0  # start-up: 0.6 s
+    assert report.metrics["gpu.startup_util_mean_pct"]["value"] == 10.0  # start-up: 1 s
 
 
 def test_gpu_monitor_absent_with_the_reason() -> None:

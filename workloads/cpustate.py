@@ -128,6 +128,12 @@ def steal_ticks(proc: Path = PROC) -> tuple[int, int] | None:
     return ticks[7], sum(ticks)
 
 
+# Fewer clock ticks than this across the measured phase (0.5 s of two CPUs at the usual 100 Hz)
+# make steal no share at all: a 10 ms phase spans two or three ticks, and one stolen tick
+# would read as a third of the machine taken by the hypervisor.
+MIN_STEAL_TICKS = 100
+
+
 @dataclass(frozen=True)
 class CpuState:
     """What is read at each end of the measured phase."""
@@ -147,13 +153,15 @@ def change(before: CpuState, after: CpuState) -> dict[str, float | int | None]:
     throttled = None
     if before.throttles is not None and after.throttles is not None:
         throttled = after.throttles - before.throttles
-    steal = None
+    steal, ticks = None, None
     if before.steal is not None and after.steal is not None:
-        total = after.steal[1] - before.steal[1]
-        steal = 100.0 * (after.steal[0] - before.steal[0]) / total if total > 0 else None
+        ticks = after.steal[1] - before.steal[1]
+        if ticks >= MIN_STEAL_TICKS:
+            steal = 100.0 * (after.steal[0] - before.steal[0]) / ticks
     return {
         "thermal_throttle_events": throttled,
         "mhz_start": before.mhz,
         "mhz_end": after.mhz,
-        "steal_pct": steal,
+        "steal_pct": steal,  # None: unreadable, or the phase too short to judge
+        "steal_window_ticks": ticks,
     }
