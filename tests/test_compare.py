@@ -306,7 +306,7 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return bench_cli("compare", *map(str, args))
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_identical_runs_have_no_regression(runs) -> None:
     # the same samples: nothing can differ, at the default threshold
     done = cli(runs["base"], runs["base"])
@@ -326,7 +326,7 @@ def test_identical_runs_have_no_regression(runs) -> None:
     assert not {"added", "removed"} & {row["status"] for row in rows.values()}
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_injected_slowdown_is_a_regression(runs) -> None:
     done = cli(runs["base"], runs["slow"])
     assert done.returncode == 1, done.stdout + done.stderr
@@ -349,7 +349,7 @@ def test_injected_slowdown_is_a_regression(runs) -> None:
     assert "**regression (>5%)**" in done.stdout
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_different_hosts_are_refused_unless_allowed(runs, tmp_path: Path) -> None:
     other = tmp_path / "other"
     shutil.copytree(runs["base"], other)  # the same numbers, another "host"
@@ -375,7 +375,7 @@ def test_different_hosts_are_refused_unless_allowed(runs, tmp_path: Path) -> Non
     assert "cpu_model differs" in done.stdout
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

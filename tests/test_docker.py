@@ -24,7 +24,7 @@ from tests.conftest import REPO, bench_cli
 from tests.docker_engine import ensure_engine, labelled
 from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 BUILT = "{name: ctr, kind: docker, build: true}"
 WORKLOADS = """\

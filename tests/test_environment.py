@@ -8,6 +8,8 @@ import time
 from glob import glob
 from pathlib import Path
 
+import pytest
+
 from bench.results import load_manifest
 from tests.conftest import bench_cli
 from workloads import environment
@@ -62,6 +64,7 @@ def test_doctor_prints_every_check() -> None:
         assert check["check"] in done.stdout
 
 
+@pytest.mark.slow
 def test_run_warns_about_a_problem_before_the_first_cell(write_suite, tmp_path) -> None:
     suite = write_suite("""
         name: noisy

@@ -6,7 +6,7 @@ busy 2-core machine drift by 10% and more. What these tests assert about measure
 on an injected slowdown of 3x, which no drift of this machine comes near; everything else they
 assert (files, index entries, the lock, exports, events, the webhook) does not depend on the
 machine's speed. How the change-point search behaves on noise, small steps and slow drift is
-asserted on synthetic series with known answers at the end of this file."""
+asserted on synthetic series with known answers in test_change_points.py."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from bench import history
 from tests.conftest import REPO, bench_cli
 from tests.test_run_e2e import run_dir_of
+
+pytestmark = pytest.mark.slow  # a history of real runs
 
 SUITE = """\
 name: nightly
@@ -121,20 +122,6 @@ def test_exports_for_dashboards(built) -> None:
     assert {"run_id", "created_at", "target", "workload", "metric", "median"} <= set(frame)
 
 
-def test_a_fingerprint_change_is_an_event_and_not_compared_across(built) -> None:
-    suite, root, _ = built
-    store = history.History(root)
-    entries = store.entries()
-    entries[-1].targets["bare"]["kernel"] = "6.1.0-old"  # last night ran another kernel
-    store.save(entries)
-    done = nightly(suite, root, env=slowed(SLOWDOWN))
-    assert "fingerprint change: bare: kernel '6.1.0-old' -> " in done.stderr
-    newest = store.entries()[-1]
-    assert newest.events and newest.compared_with == entries[-2].run_id  # skips the odd one
-    alert = (root / "alerts" / f"{newest.run_id}.md").read_text()
-    assert "## Fingerprint changes since the previous run of this suite" in alert
-
-
 class Hook(BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []
 
@@ -148,11 +135,15 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_gets_the_alert_and_its_url_is_never_stored(built) -> None:
+@pytest.fixture(scope="module")
+def changed_stack(built) -> tuple[list[history.Entry], subprocess.CompletedProcess[str], str]:
+    """One more night, after the index was edited to say that last night ran another kernel and
+    torch, with a webhook listening: the history before, the run, and the webhook's URL."""
     suite, root, _ = built
     store = history.History(root)
     entries = store.entries()
-    entries[-1].targets["bare"]["torch"] = "2.12.0"  # an event, so there is something to say
+    entries[-1].targets["bare"]["kernel"] = "6.1.0-old"
+    entries[-1].targets["bare"]["torch"] = "2.12.0"
     store.save(entries)
     server = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -161,11 +152,30 @@ def test_webhook_gets_the_alert_and_its_url_is_never_stored(built) -> None:
         done = nightly(suite, root, env={**slowed(SLOWDOWN), "BENCH_ALERT_WEBHOOK": url})
     finally:
         server.shutdown()
+    return entries, done, url
+
+
+def test_a_fingerprint_change_is_an_event_and_not_compared_across(built, changed_stack) -> None:
+    _, root, _ = built
+    entries, done, _ = changed_stack
+    assert "fingerprint change: bare: kernel '6.1.0-old' -> " in done.stderr
+    newest = history.History(root).entries()[-1]
+    assert newest.events and newest.compared_with == entries[-2].run_id  # skips the odd one
+    alert = (root / "alerts" / f"{newest.run_id}.md").read_text()
+    assert "## Fingerprint changes since the previous run of this suite" in alert
+
+
+def test_webhook_gets_the_alert_and_its_url_is_never_stored(built, changed_stack) -> None:
+    _, root, _ = built
+    entries, done, _ = changed_stack
     assert "webhook: sent (HTTP 204)" in done.stderr, done.stderr
     (payload,) = Hook.received
     assert payload["suite"] == "nightly" and payload["text"].startswith("# bench nightly")
-    torch = entries[-2].targets["bare"]["torch"]
-    assert payload["events"] == [f"bare: torch '2.12.0' -> {torch!r}"]
+    kernel, torch = (entries[-2].targets["bare"][key] for key in ("kernel", "torch"))
+    assert payload["events"] == [
+        f"bare: kernel '6.1.0-old' -> {kernel!r}",
+        f"bare: torch '2.12.0' -> {torch!r}",
+    ]
     stored = [p for p in root.rglob("*") if p.is_file() and p.suffix != ".parquet"]
     assert not [p for p in stored if "secret-token" in p.read_text(errors="replace")]
 
@@ -206,80 +216,3 @@ def _read(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
-
-
-# --- change points on synthetic series ------------------------------------------------------
-
-
-SEEDS = range(10)  # every series below is drawn ten times, each from a fixed seed
-
-
-def noisy(rng: np.random.Generator, count: int, spread: float, level: float = 1.0) -> np.ndarray:
-    """Run medians with log-normal run-to-run noise of relative size ``spread``."""
-    return level * np.exp(rng.normal(0.0, spread, count))
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_no_change_point_in_noise_alone(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    assert history.change_points(noisy(rng, 30, 0.05)) == []
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_step_is_found_at_its_run(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    step = np.r_[noisy(rng, 10, 0.03), noisy(rng, 10, 0.03, 1.3)]
-    assert [i for i, _ in history.change_points(step)] == [10]
-    at_the_edge = np.r_[noisy(rng, 4, 0.03), noisy(rng, 12, 0.03, 1.3)]  # as early as allowed
-    assert [i for i, _ in history.change_points(at_the_edge)] == [4]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_slow_drift_has_no_change_point(seed: int) -> None:
-    """30% over 30 runs, 1% a run: the halves differ beyond doubt, but no run is the cause."""
-    rng = np.random.default_rng(seed)
-    drift = noisy(rng, 30, 0.01) * np.linspace(1.0, 1.3, 30)
-    assert history.change_points(drift) == []
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_step_on_top_of_a_drift_is_found_at_its_run(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    values = noisy(rng, 30, 0.01) * np.linspace(1.0, 1.1, 30) * np.r_[np.ones(15), np.full(15, 1.4)]
-    assert [i for i, _ in history.change_points(values)] == [15]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_two_steps_and_a_stretch_that_came_back(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    two = np.r_[noisy(rng, 8, 0.02), noisy(rng, 8, 0.02, 1.3), noisy(rng, 8, 0.02, 1.6)]
-    assert [i for i, _ in history.change_points(two)] == [8, 16]
-    back = np.r_[noisy(rng, 8, 0.02), noisy(rng, 6, 0.02, 1.3), noisy(rng, 8, 0.02)]
-    assert [i for i, _ in history.change_points(back)] == [8, 14]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_significant_step_under_the_threshold_is_not_a_change_point(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    small = np.r_[noisy(rng, 10, 0.005), noisy(rng, 10, 0.005, 1.03)]
-    assert history.change_points(small) == []
-
-
-def test_change_point_sizes_and_directions() -> None:
-    rng = np.random.default_rng(0)
-    values = np.r_[noisy(rng, 6, 0.01, 0.010), noisy(rng, 6, 0.01, 0.030)]
-    frame = pd.DataFrame(
-        {
-            "run_id": [f"r{i}" for i in range(12)],
-            "order": range(12),
-            "workload": "train",
-            "target": "bare",
-            "metric": ["train.step_time_s"] * 12,
-            "median": values,
-        }
-    )
-    (point,) = history.detect(frame)
-    assert (point.index, point.run_id) == (6, "r6")
-    assert point.change == pytest.approx(2.0, rel=0.05) and point.worse
-    faster = frame.assign(metric="train.throughput")
-    assert history.detect(faster)[0].worse is False  # throughput up is better

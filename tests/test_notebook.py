@@ -13,6 +13,8 @@ from nbclient import NotebookClient
 from tests.conftest import REPO, run_suite
 from tests.test_run_e2e import run_dir_of
 
+pytestmark = pytest.mark.slow  # a real kernel over two real runs
+
 NOTEBOOK = REPO / "notebooks" / "analysis.ipynb"
 SUITE = """\
 name: nb

@@ -68,6 +68,7 @@ def assert_self_contained(page: Path, figures: int) -> None:
 # --- a real small run -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_writes_the_report_and_names_it(small_run) -> None:
     done, run_dir = small_run
     assert done.returncode == 0, done.stderr
@@ -78,12 +79,14 @@ def test_run_writes_the_report_and_names_it(small_run) -> None:
     assert (run_dir / "report.md").is_file()
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_report_opens_offline_with_every_figure_decoded(small_run) -> None:
     _, run_dir = small_run
     assert_self_contained(run_dir / "report.html", len(FIGURES_WITHOUT_GPU))
 
 
+@pytest.mark.slow
 def test_report_puts_invalid_cells_and_warnings_first(small_run) -> None:
     _, run_dir = small_run
     html = (run_dir / "report.html").read_text()
@@ -95,6 +98,7 @@ def test_report_puts_invalid_cells_and_warnings_first(small_run) -> None:
     assert [title for title, _ in built.figures.items] == FIGURES_WITHOUT_GPU
 
 
+@pytest.mark.slow
 def test_headline_has_targets_as_rows_and_overhead_against_the_baseline(small_run) -> None:
     _, run_dir = small_run
     headline = document.build(run_dir).headline["infer"]
@@ -106,6 +110,7 @@ def test_headline_has_targets_as_rows_and_overhead_against_the_baseline(small_ru
     assert headline.loc["twin", "infer.throughput"].endswith("queries/s")
 
 
+@pytest.mark.slow
 def test_markdown_report_has_the_same_tables(small_run) -> None:
     _, run_dir = small_run
     md = (run_dir / "report.md").read_text()
@@ -115,6 +120,7 @@ def test_markdown_report_has_the_same_tables(small_run) -> None:
     assert "Figures: see `report.html`" in md
 
 
+@pytest.mark.slow
 def test_report_command_rewrites_and_refuses_a_non_run(small_run, tmp_path: Path) -> None:
     _, run_dir = small_run
     before = results.load(run_dir)
@@ -129,6 +135,7 @@ def test_report_command_rewrites_and_refuses_a_non_run(small_run, tmp_path: Path
     assert suite_dir.returncode == 2 and "not a run directory" in suite_dir.stderr
 
 
+@pytest.mark.slow
 def test_a_run_whose_every_cell_failed_still_gets_a_report(write_suite) -> None:
     suite = write_suite(
         "name: allfail\nrepetitions: 2\ntargets:\n  - {name: bare, kind: local}\n"
@@ -146,6 +153,7 @@ def test_a_run_whose_every_cell_failed_still_gets_a_report(write_suite) -> None:
 # --- stored runs --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_stored_multi_target_run(tmp_path: Path) -> None:
     """bare metal, a container and a TCG virtual machine, stored from a real run."""
@@ -166,6 +174,7 @@ def test_stored_multi_target_run(tmp_path: Path) -> None:
     assert html.count('<tr class="differs">') == int(env["differs"].sum())
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_stored_gpu_run_has_gpu_timelines(tmp_path: Path) -> None:
     """Two local targets on an NVIDIA H200, stored from a real run there."""
@@ -180,6 +189,7 @@ def test_stored_gpu_run_has_gpu_timelines(tmp_path: Path) -> None:
 # --- the checks above can fail ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_chromium_check_sees_a_broken_image_and_a_fetch(tmp_path: Path) -> None:
     page = tmp_path / "bad.html"

@@ -18,7 +18,7 @@ from bench.results import load, load_cells, load_manifest, load_raw
 from tests.conftest import REPO, bench_cli, run_suite
 from workloads.gpu import GPU_METRICS
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 TINY = """\
 name: tiny

@@ -71,6 +71,7 @@ def test_cron_entry_is_well_formed_and_idempotent(places, tmp_path: Path) -> Non
     assert entry.read_text() == text
 
 
+@pytest.mark.slow
 def test_list_and_remove(places) -> None:
     suite, dirs = places
     install(suite, dirs, "--with", "cron", "--at", "01:15")

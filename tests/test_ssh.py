@@ -22,7 +22,7 @@ from tests.conftest import REPO, bench_cli
 from tests.sshd import Netns, SshServer, free_port, keygen
 
 pytestmark = [
-    pytest.mark.e2e,
+    pytest.mark.slow,
     pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="openssh-server missing"),
 ]
 

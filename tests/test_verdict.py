@@ -148,7 +148,7 @@ def test_a_drop_that_is_refused_says_why() -> None:
     assert reason is not None and reason.startswith("/proc/version: ")
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_cold_cache_and_too_few_iterations_through_bench_run(write_suite) -> None:
     suite = write_suite("""
         name: coldrun

@@ -26,7 +26,7 @@ from bench.targets.vm import QemuVmConfig, QemuVmTarget
 from tests.conftest import REPO, bench_cli
 from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 VM = "{name: vm, kind: vm, vcpus: 2, memory: 1g, accel: auto}"
 TINY = """\

@@ -29,7 +29,7 @@ from tests.sshd import SSHD, SshServer, keygen
 from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of
 
 pytestmark = [
-    pytest.mark.e2e,
+    pytest.mark.slow,
     pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server missing"),
 ]
 

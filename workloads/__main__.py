@@ -9,6 +9,7 @@ the host.
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import traceback
@@ -100,5 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     return fingerprint(include_torch=not args.no_torch)
 
 
+def _quick_exit() -> None:
+    """Skip the collector's last pass over torch's objects at interpreter exit (about 0.5 s of
+    a CPU on a small host, in every cell, after everything was reported). Objects are still
+    released and atexit handlers, DataLoader worker shutdown among them, still run."""
+    gc.freeze()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    _quick_exit()
+    sys.exit(code)
