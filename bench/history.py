@@ -282,9 +282,9 @@ def _differ(
     return p if p * tried < alpha else None
 
 
-# The two levels of a step must leave at most this share of what the best straight line leaves
-# unexplained: a split chosen among many always fits a little better than a line, even on a
-# slow drift (measured on synthetic series by benchmarks/change_points.py).
+# The levels between the steps found must leave at most this share of what the best straight
+# line leaves unexplained: splits chosen among many always fit a little better than a line, even
+# on a slow drift (rates measured on synthetic series by benchmarks/change_points.py).
 STEP_GAIN = 0.8
 
 

@@ -95,7 +95,7 @@ def test_change_point_found_at_the_slow_run(built) -> None:
     assert [(p.index, p.run_id) for p in step] == [(SLOW_FROM, entries[SLOW_FROM].run_id)]
     assert step[0].worse and step[0].change > 1.0
     # Other metrics are not asserted on: the machine's own drift between the two halves of
-    # the history is a real shift. False alarms on flat series: the synthetic test below.
+    # the history is a real shift. False alarms on flat series: test_change_points.py.
 
 
 def test_history_command_prints_trends_and_writes_its_page(built) -> None:
