@@ -20,7 +20,7 @@ from bench.errors import BenchError, Interrupted, WorkerError
 from bench.plan import Cell, build_plan
 from bench.results import CellRecord, ResultStore, Sample
 from bench.suite import Suite, WorkloadBase
-from bench.targets import registry
+from bench.targets import envvars, registry
 from bench.targets.base import Measurement, StartupClock, Target
 from bench.verdict import judge
 
@@ -90,6 +90,7 @@ class Runner:
         make_target: Callable[[Any], Target] = registry.make_target,
     ) -> None:
         self.suite = suite
+        self.secrets = envvars.check(suite.targets)  # a missing one stops the run before it starts
         self.store = store
         self.observer = observer or NullObserver()
         self.targets = {t.name: make_target(t) for t in suite.targets}
@@ -214,6 +215,8 @@ class Runner:
         cache_state = self._drop_caches(cell, target)
         outcome = self._deploy(cell, target, workload)
         record = _record(cell, target, workload.kind, outcome, started_at, start)
+        record.error = envvars.redact(record.error, self.secrets)  # a worker may print one
+        record.stderr_tail = envvars.redact(record.stderr_tail, self.secrets)
         if cache_state is not None:
             record.info["cache"] = cache_state
         verdict = judge(record.error, record.info, self.suite.min_iterations)

@@ -30,9 +30,10 @@ from bench.build.builder import Builder
 from bench.errors import TargetError, WorkerError
 from bench.probes.container import ContainerMemorySampler
 from bench.report.units import fmt
-from bench.targets import package, worker
+from bench.targets import envvars, package, worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.dockerclient import DockerTls, Engine, connect, is_local, resolve_url, translated
+from bench.targets.envvars import EnvMap
 from bench.targets.sizes import Size
 from bench.targets.stream import EventStream
 
@@ -60,7 +61,7 @@ class DockerTargetConfig(TargetConfig):
     gpus: Literal["all"] | PositiveInt | list[str] | None = None
     runtime: str | None = None
     network: str = "bridge"
-    env: dict[str, str] = {}
+    env: EnvMap = {}
     volumes: list[Annotated[str, Field(pattern=r"^[^:]+:/[^:]*(:(ro|rw))?$")]] = []
 
     @model_validator(mode="after")
@@ -303,7 +304,7 @@ class DockerTarget:
         again, a round trip on the start-up clock); ship the worker when the image lacks it."""
         if self._image is None:
             raise TargetError(f"{self.label}: the target was not prepared (no image)")
-        env = {**self.config.env, "PYTHONUNBUFFERED": "1"}
+        env = {**envvars.resolve(self.config.env), "PYTHONUNBUFFERED": "1"}
         if self._ship_package:
             env["PYTHONPATH"] = f"{root}/lib"
         labels = {LABEL_RUN: run_id, LABEL_TARGET: self.config.name}

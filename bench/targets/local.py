@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from bench import cache, interrupts
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
-from bench.targets import worker
+from bench.targets import envvars, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
+from bench.targets.envvars import EnvMap
 from bench.targets.stream import EventStream
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class LocalTargetConfig(TargetConfig):
     kind: Literal["local"]
     python: str | None = None
     build: bool = False
-    env: dict[str, str] = {}
+    env: EnvMap = {}
 
 
 class LocalDeployment:
@@ -103,10 +104,12 @@ class LocalTarget:
         return {"python": self._matched, "venv_base": base}
 
     def _env(self, workdir: str | None = None) -> dict[str, str]:
-        """The worker's environment; its temporary files go under the deployment's directory,
-        so removing that directory removes them even when the worker had to be killed."""
-        env = dict(os.environ)
-        env.update(self.config.env)
+        """The worker's environment: what it needs from bench's own (``envvars.inherited``, not
+        the rest: no webhook URL or cloud key reaches a workload) plus the suite's ``env``. Its
+        temporary files go under the deployment's directory, so removing that directory removes
+        them even when the worker had to be killed."""
+        env = envvars.inherited()
+        env.update(envvars.resolve(self.config.env))
         if workdir is not None:
             env["TMPDIR"] = workdir
         root = str(worker.package_root())

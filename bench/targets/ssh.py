@@ -16,7 +16,7 @@ import posixpath
 import shlex
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,8 +26,9 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr
 
 from bench import cache, interrupts
 from bench.errors import TargetError, WorkerError
-from bench.targets import package, worker
+from bench.targets import envvars, package, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
+from bench.targets.envvars import EnvMap, FromEnv
 from bench.targets.sshconn import Endpoint, connect
 from bench.targets.stream import EventStream
 
@@ -51,7 +52,7 @@ class SshTargetConfig(TargetConfig):
     host_key: Literal["strict", "accept-new"] = "strict"
     python: str = "python3"
     workdir: str = "/tmp"
-    env: dict[str, str] = {}
+    env: EnvMap = {}
     connect_timeout_s: PositiveFloat = 10.0
     connect_retries: NonNegativeInt = 2
 
@@ -157,12 +158,32 @@ if send(signal.SIGTERM) and not gone(20):
 """
 
 
-def worker_command(env: dict[str, str], pkg_dir: str, cell_dir: str, args: list[str]) -> str:
-    """``cd`` into the cell directory and ``exec`` the worker with its environment."""
-    env = {**env, "PYTHONPATH": pkg_dir, "PYTHONUNBUFFERED": "1", "TMPDIR": cell_dir}
-    assignments = " ".join(q(f"{k}={v}") for k, v in env.items())
+def worker_command(
+    env: Mapping[str, str | FromEnv], pkg_dir: str, cell_dir: str, args: list[str]
+) -> str:
+    """``cd`` into the cell directory and ``exec`` the worker with its environment.
+
+    Plain variables are words of ``env``'s command line, after ``--`` so that none can be an
+    option. Secrets are not: any user of the host may read a command line, so the shell reads
+    them from stdin instead, one line each in name order (``secret_input``), before the spec.
+    """
+    public = {**envvars.plain(env), "PYTHONPATH": pkg_dir, "PYTHONUNBUFFERED": "1"}
+    public["TMPDIR"] = cell_dir
+    hidden = sorted(k for k, v in env.items() if isinstance(v, FromEnv))
+    reads = "".join(f"IFS= read -r {k} && export {k} && " for k in hidden)
+    assignments = " ".join(q(f"{k}={v}") for k, v in public.items())
     words = " ".join(q(a) for a in args)
-    return f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)} && exec env {assignments} {words}"
+    cd = f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)}"
+    return f"{cd} && {reads}exec env -- {assignments} {words}"
+
+
+def secret_input(env: Mapping[str, str | FromEnv]) -> bytes:
+    """The secrets' values as ``worker_command``'s shell reads them: one line each, by name."""
+    values = envvars.secrets(env)
+    for key, value in values.items():
+        if "\n" in value:
+            raise TargetError(f"env {key}: a secret with a line break cannot reach a remote worker")
+    return "".join(values[k] + "\n" for k in sorted(values)).encode()
 
 
 def kill_group_command(python: str, pid: int) -> str:
@@ -276,8 +297,10 @@ class SshTarget:
         if status != 0:
             raise TargetError(f"{self.label}: unpacking the worker failed: {output.strip()}")
 
-    def _command(self, pkg_dir: str, cell_dir: str, args: list[str]) -> str:
-        return worker_command(self.config.env, pkg_dir, cell_dir, args)
+    def _command(self, pkg_dir: str, cell_dir: str, args: list[str], secrets: bool = True) -> str:
+        """The worker's command; a fingerprint has no stdin to read secrets from, nor needs any."""
+        env = self.config.env if secrets else envvars.plain(self.config.env)
+        return worker_command(env, pkg_dir, cell_dir, args)
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The remote environment, from the worker's own fingerprint mode."""
@@ -285,7 +308,8 @@ class SshTarget:
         try:
             pkg_dir = self._prepare(client, run_id)
             cell_dir = posixpath.join(self.run_dir(run_id), "fingerprint")
-            command = self._command(pkg_dir, cell_dir, worker.fingerprint_args(self.config.python))
+            args = worker.fingerprint_args(self.config.python)
+            command = self._command(pkg_dir, cell_dir, args, secrets=False)
             status, output = execute(client, command)
             if status != 0:
                 last = output.strip().splitlines()[-1:] or ["?"]
@@ -320,7 +344,8 @@ class SshTarget:
         try:
             pkg_dir = self._prepare(client, run_id)
             command = self._command(pkg_dir, cell_dir, worker.run_args(self.config.python))
-            channel = start_worker(client, command, spec, self.label)
+            secrets = secret_input(self.config.env)
+            channel = start_worker(client, command, spec, self.label, secrets)
             deployment = SshDeployment(client, channel, self.label, self.config.python)
             yield deployment
         finally:
@@ -346,15 +371,19 @@ class SshTarget:
 
 
 def start_worker(
-    client: paramiko.SSHClient, command: str, spec: dict[str, Any], label: str
+    client: paramiko.SSHClient,
+    command: str,
+    spec: dict[str, Any],
+    label: str,
+    secrets: bytes = b"",
 ) -> paramiko.Channel:
-    """Start ``command`` on a new channel and send it the spec on stdin."""
+    """Start ``command`` on a new channel and send it the secrets, then the spec, on stdin."""
     try:
         transport = client.get_transport()
         assert transport is not None
         channel = transport.open_session()
         channel.exec_command(command)
-        channel.sendall(json.dumps(spec).encode())
+        channel.sendall(secrets + json.dumps(spec).encode())
         channel.shutdown_write()
         return channel
     except (paramiko.SSHException, OSError) as exc:

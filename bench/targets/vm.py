@@ -30,11 +30,18 @@ from bench.build.builder import Builder
 from bench.build.guest import GuestImage
 from bench.errors import TargetError, WorkerError
 from bench.probes.process import PssSampler
-from bench.targets import accel, worker
+from bench.targets import accel, envvars, worker
 from bench.targets.base import Measurement, TargetConfig
+from bench.targets.envvars import EnvMap
 from bench.targets.qemu import QEMU_HINT, Guest, Machine, owners, remove_guest
 from bench.targets.sizes import Size
-from bench.targets.ssh import SshDeployment, execute, start_worker, worker_command
+from bench.targets.ssh import (
+    SshDeployment,
+    execute,
+    secret_input,
+    start_worker,
+    worker_command,
+)
 from bench.targets.sshconn import Endpoint
 
 MiB = 1 << 20
@@ -63,7 +70,7 @@ class QemuVmConfig(TargetConfig):
     qemu: str = Field(default="qemu-system-x86_64", min_length=1)
     extra_args: list[str] = []
     boot_timeout_s: PositiveFloat = 300.0
-    env: dict[str, str] = {}
+    env: EnvMap = {}
 
     def builds(self) -> bool:
         """A QEMU guest always boots the matched guest disk."""
@@ -274,7 +281,7 @@ class QemuVmTarget:
         with self._booted(run_id) as (_, client, _):
             args = worker.fingerprint_args(guest_build.PYTHON)
             cell = guest_build.WORKDIR + "/bench-fingerprint"
-            command = worker_command(self.config.env, LIB, cell, args)
+            command = worker_command(envvars.plain(self.config.env), LIB, cell, args)
             status, output = execute(client, command, timeout=FINGERPRINT_TIMEOUT_S)
         if status != 0:
             last = output.strip().splitlines()[-1:] or ["?"]
@@ -295,7 +302,8 @@ class QemuVmTarget:
             command = worker_command(
                 self.config.env, LIB, CELL_DIR, worker.run_args(guest_build.PYTHON)
             )
-            channel = start_worker(client, command, spec, self.label)
+            secrets = secret_input(self.config.env)
+            channel = start_worker(client, command, spec, self.label, secrets)
             yield VmDeployment(client, channel, self.label, vm, sampler)
 
     def cleanup(self, run_id: str) -> None:
