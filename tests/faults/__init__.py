@@ -1,0 +1,1 @@
+"""Fault injection: one test per fault, against the real daemons and filesystems."""
