@@ -187,7 +187,7 @@ class Runner:
                 entry["artefacts"] = target.prepare(self.builder)
             except BenchError as exc:
                 self._unprepared[name] = exc
-                entry["prepare_error"] = exc.one_line()
+                entry["prepare_error"] = envvars.redact(exc.one_line(), self.secrets)
             out[name] = entry
         return out
 
@@ -199,7 +199,7 @@ class Runner:
             try:
                 entries[name]["fingerprint"] = target.fingerprint(self.store.run_id)
             except BenchError as exc:
-                entries[name]["fingerprint_error"] = exc.one_line()
+                entries[name]["fingerprint_error"] = envvars.redact(exc.one_line(), self.secrets)
                 continue
             for check in entries[name]["fingerprint"].get("environment") or []:
                 if check.get("status") == "warn":
