@@ -45,6 +45,11 @@ class ResultsError(InputError):
     """A results directory that is missing, malformed or would be overwritten."""
 
 
+class ResultsWriteError(BenchError):
+    """Results could not be written (disk full, quota, I/O error). Not bad input: the run
+    stops with exit status 1, keeping every cell committed before."""
+
+
 class TargetError(BenchError):
     """A target could not be deployed to or reached (the cell fails, the run goes on)."""
 

@@ -11,12 +11,21 @@ Layout of ``<results>/<suite>/<run-id>/``::
 
 Every file is replaced atomically (write to a temporary file, then rename) after each cell, so
 a run killed at any moment leaves every finished cell readable and never a half-written file.
+
+A write that fails (disk full, quota, I/O error) is a ``ResultsWriteError``: the cell being
+written is dropped (cells.jsonl, written last, is what commits a cell, and it still holds the
+previous cells) and the run stops. So that the final manifest can still say why, a run keeps
+``manifest.reserve`` beside it, space set aside (twice the manifest's size, at least 64 KiB) and
+given back just before the final manifest is written; if even that write fails, the manifest
+is overwritten in place, compact, within the bytes it already occupies.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,9 +33,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import ResultsError
+from bench.errors import ResultsError, ResultsWriteError
 
 SCHEMA_VERSION = 1
+RESERVE_FILE = "manifest.reserve"
+RESERVE_MIN_BYTES = 64 << 10
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 SAMPLE_COLUMNS = [
     "run_id",
     "target",
@@ -124,24 +136,107 @@ class ResultStore:
             (self.path / "raw").mkdir(parents=True)
         except OSError as exc:
             raise ResultsError(f"{self.path}: cannot create results directory: {exc}") from None
-        self.write_manifest({"schema": SCHEMA_VERSION, "run_id": self.run_id, **manifest})
+        try:
+            self.write_manifest({"schema": SCHEMA_VERSION, "run_id": self.run_id, **manifest})
+        except ResultsWriteError:
+            shutil.rmtree(self.path, ignore_errors=True)  # nothing ran: leave no empty run
+            raise
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        """Replace the manifest (e.g. to record the final status)."""
+        """Replace the manifest, and keep enough space in reserve to write it once more."""
         self.manifest = manifest
-        write_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        text = json.dumps(manifest, indent=2, default=str)
+        file = self.path / "manifest.json"
+        try:
+            write_atomic(file, text)
+            _reserve(self.path / RESERVE_FILE, max(RESERVE_MIN_BYTES, 2 * len(text)))
+        except OSError as exc:
+            raise self._write_error(f"cannot write {file}", exc) from None
 
     def update_manifest(self, **fields: Any) -> None:
         """Merge ``fields`` into the manifest."""
         self.write_manifest({**self.manifest, **fields})
 
+    def finish(self, **fields: Any) -> None:
+        """Write the final manifest (status, and why when the run failed) and give the reserve
+        back. This is the write that must succeed when the disk is full: the reserve is freed
+        first so the atomic write has room, and failing that the file is overwritten in place
+        with a compact copy that fits in the bytes it already holds."""
+        self.manifest = {**self.manifest, **fields}
+        file = self.path / "manifest.json"
+        (self.path / RESERVE_FILE).unlink(missing_ok=True)
+        try:
+            write_atomic(file, json.dumps(self.manifest, indent=2, default=str))
+        except OSError as exc:
+            if not _overwrite_in_place(file, self.manifest):
+                raise self._write_error(f"cannot write {file}", exc) from None
+
     def add_cell(self, record: CellRecord, samples: list[Sample], raw: dict[str, Any]) -> None:
-        """Persist one finished cell: raw arrays, samples, then the record that commits them."""
-        write_atomic(self.path / "raw" / f"{record.slug}.json", json.dumps(raw))
+        """Persist one finished cell: raw arrays, samples, then the record that commits them.
+
+        If a write fails, the cell is not committed (cells.jsonl still lists the earlier cells
+        only; samples without a committed cell are not results) and its raw file is removed.
+        """
+        raw_file = self.path / "raw" / f"{record.slug}.json"
+        try:
+            write_atomic(raw_file, json.dumps(raw))
+            all_samples = [asdict(s) for s in [*self.samples, *samples]]
+            write_atomic(self.path / "samples.jsonl", _jsonl(all_samples))
+            write_atomic(
+                self.path / "cells.jsonl",
+                _jsonl([asdict(c) for c in self.cells] + [asdict(record)]),
+            )
+        except OSError as exc:
+            raw_file.unlink(missing_ok=True)
+            what = (
+                f"cannot record cell {record.cell} ({record.workload} on {record.target}, "
+                f"repetition {record.repetition})"
+            )
+            raise self._write_error(what, exc) from None
         self.samples += samples
         self.cells.append(record)
-        write_atomic(self.path / "samples.jsonl", _jsonl([asdict(s) for s in self.samples]))
-        write_atomic(self.path / "cells.jsonl", _jsonl([asdict(c) for c in self.cells]))
+
+    def _write_error(self, what: str, exc: OSError) -> ResultsWriteError:
+        """One line: what could not be written, the system's reason, and what is kept."""
+        name = errno.errorcode.get(exc.errno or 0, "")
+        reason = f"{exc.strerror} ({name})" if exc.strerror and name else str(exc)
+        where = f": {exc.filename}" if exc.filename and str(exc.filename) not in what else ""
+        kept = f"{len(self.cells)} finished cell{'s are' if len(self.cells) != 1 else ' is'}"
+        return ResultsWriteError(
+            f"{what}{where}: {reason}; the run stopped, {kept} kept in {self.path}",
+            hint="free space on the results filesystem or pass another --results-dir",
+        )
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Grow the reserve file to ``size`` bytes of allocated blocks (never shrinks it). Only a
+    lack of space is an error: a filesystem that cannot allocate ahead just has no reserve."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        if os.fstat(fd).st_size < size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _overwrite_in_place(file: Path, manifest: dict[str, Any]) -> bool:
+    """Rewrite ``file`` with compact JSON padded with spaces to its current length, so no new
+    block is needed (on filesystems that overwrite in place); False when it cannot."""
+    text = json.dumps(manifest, separators=(",", ":"), default=str).encode()
+    try:
+        size = file.stat().st_size
+        if len(text) > size:
+            return False
+        with file.open("r+b") as handle:
+            handle.write(text + b" " * (size - len(text)))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def _run_dirs(path: Path) -> list[Path]:

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench import cache, interrupts, metadata
+from bench import cache, exposure, interrupts, metadata
 from bench.build.builder import Builder
-from bench.errors import BenchError, Interrupted, WorkerError
+from bench.errors import BenchError, Interrupted, ResultsWriteError, WorkerError
 from bench.plan import Cell, build_plan
 from bench.results import CellRecord, ResultStore, Sample
 from bench.suite import Suite, WorkloadBase
@@ -96,35 +96,65 @@ class Runner:
         self.targets = {t.name: make_target(t) for t in suite.targets}
         self.plan = build_plan(suite)
         self.builder = Builder(suite.build, note=self.observer.note)
-        self.cancel = threading.Event()
+        self.cancel = interrupts.Cancel()
         self._lock = threading.Lock()
         self._unprepared: dict[str, BenchError] = {}
         self._undroppable: set[str] = set()
 
     def run(self, suite_path: str = "", parallel_hosts: int = 1) -> RunSummary:
-        """Fingerprint, execute every cell, clean the targets up, and finalise the manifest."""
+        """Fingerprint, execute every cell, clean the targets up, and finalise the manifest.
+
+        However the run ends (done, Ctrl-C, results that could not be written, a bug), the
+        targets are cleaned up and the manifest says how it ended and why.
+        """
         self.store.create(self._manifest(suite_path))
+        ending: dict[str, Any] = {"status": "failed", "error": "the controller stopped"}
         try:
-            targets = self._prepare()
-            self.store.update_manifest(targets=targets, build=self.builder.record())
-            self._fingerprints(targets)
-            self.store.update_manifest(targets=targets)
-            self.observer.run_started(self.plan)
-            if parallel_hosts > 1:
-                failed = self._execute_parallel(parallel_hosts)
-            else:
-                failed = sum(self._run_cell(cell).status != "ok" for cell in self.plan)
+            failed = self._execute(parallel_hosts)
+            ending = {"status": "complete" if failed == 0 else "failed"}
         except KeyboardInterrupt:
-            self.store.update_manifest(status="interrupted", finished_at=metadata.now_iso())
+            ending = {"status": "interrupted"}
             raise Interrupted(
                 f"interrupted; {len(self.store.cells)} finished cells kept in {self.store.path}"
             ) from None
+        except BenchError as exc:  # results that cannot be written (disk full)
+            ending = {"status": "failed", "error": exc.one_line()}
+            raise
+        except BaseException as exc:
+            ending["error"] = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            with interrupts.deferred():
-                self._cleanup()
-        status = "complete" if failed == 0 else "failed"
-        self.store.update_manifest(status=status, finished_at=metadata.now_iso())
+            self._finish(ending)
         return RunSummary(str(self.store.path), len(self.plan), failed)
+
+    def _execute(self, parallel_hosts: int) -> int:
+        """Prepare, fingerprint and run every cell; the number of cells that failed."""
+        targets = self._prepare()
+        self.store.update_manifest(targets=targets, build=self.builder.record())
+        self._fingerprints(targets)
+        self.store.update_manifest(targets=targets)
+        self.observer.run_started(self.plan)
+        if parallel_hosts > 1:
+            return self._execute_parallel(parallel_hosts)
+        return sum(self._run_cell(cell).status != "ok" for cell in self.plan)
+
+    def _finish(self, ending: dict[str, Any]) -> None:
+        """Clean the targets up, then write the final manifest, Ctrl-C held meanwhile.
+
+        When the run is already failing, a manifest that cannot be written is not the error
+        to report (the one under way says more); after a good run it is.
+        """
+        with interrupts.deferred():
+            problems = self._cleanup()
+            fields = {**ending, "finished_at": metadata.now_iso()}
+            if problems:
+                fields["cleanup_errors"] = problems
+            try:
+                self.store.finish(**fields)
+            except ResultsWriteError:
+                if ending["status"] == "interrupted" or "error" in ending:
+                    return
+                raise
 
     def _execute_parallel(self, workers: int) -> int:
         """Cells on different hosts run concurrently; cells of one host stay serial, in order."""
@@ -140,27 +170,35 @@ class Runner:
                 self.cancel.set()  # running deployments tear down; queued cells are skipped
                 wait(futures)
                 raise
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        for exc in sorted(errors, key=lambda e: isinstance(e, KeyboardInterrupt)):
+            raise exc  # the lane that failed first-hand, not one cancelled because of it
         return sum(f.result() for f in futures)
 
     def _run_lane(self, cells: list[Cell]) -> int:
-        """One host's cells, one after another; the number that failed."""
+        """One host's cells, one after another; the number that failed. A lane that stops on
+        an error (results that cannot be written) cancels the others."""
         failed = 0
-        for cell in cells:
-            if self.cancel.is_set():
-                break
-            failed += self._run_cell(cell).status != "ok"
+        try:
+            with interrupts.cancellable(self.cancel):
+                for cell in cells:
+                    if self.cancel.is_set():
+                        break
+                    failed += self._run_cell(cell).status != "ok"
+        except BaseException:
+            self.cancel.set()
+            raise
         return failed
 
-    def _cleanup(self) -> None:
-        """Each target removes what the run left on it; failures are recorded, not raised."""
+    def _cleanup(self) -> dict[str, str]:
+        """Each target removes what the run left on it; failures are returned, not raised."""
         problems = {}
         for name, target in self.targets.items():
             try:
                 target.cleanup(self.store.run_id)
             except BenchError as exc:
                 problems[name] = exc.one_line()
-        if problems:
-            self.store.update_manifest(cleanup_errors=problems)
+        return problems
 
     def _manifest(self, suite_path: str) -> dict[str, Any]:
         return {
@@ -168,6 +206,7 @@ class Runner:
             "created_at": metadata.now_iso(),
             "suite_path": suite_path,
             "suite": self.suite.model_dump(mode="json"),
+            "security_warnings": exposure.warnings(self.suite),
             "cache": self.suite.cache,
             "controller": metadata.controller(),
             "host": metadata.host_fingerprint(),

@@ -103,11 +103,14 @@ def figures(
 def read_first(manifest: dict[str, Any], cells: pd.DataFrame) -> list[str]:
     """What a reader must know before trusting any number: an unfinished run, failed cells,
     the environment checks that warned, different hardware. (How stable each measurement was
-    is ``stability.warnings``: more of them, about single metrics.)"""
-    out = []
+    is ``stability.warnings``: more of them, about single metrics.) Settings that exposed a
+    host (``bench.exposure``) come first: they matter beyond the numbers."""
+    out = [f"security: {line}" for line in manifest.get("security_warnings") or []]
     status = manifest.get("status")
     if status in RUN_STATUS:
         out.append(RUN_STATUS[status])
+    if manifest.get("error"):
+        out.append(f"the run stopped: {manifest['error']}")
     if not cells.empty and "status" in cells:
         failed = int((cells["status"] != "ok").sum())
         if failed:
