@@ -406,12 +406,10 @@ def nightly(
     """
     import os
 
-    from bench import compare as comparing
     from bench import nightly as night
     from bench.report import comparison as render
 
-    limit = comparing.parse_threshold(threshold)
-    overrides = comparing.parse_overrides(metric_thresholds)
+    limit, overrides = nightly_limits(threshold, metric_thresholds)
     with night.locked(history_dir):
         path, summary = _execute(suite, history_dir / "runs", None, parallel_hosts)
         _print_run(path)
@@ -427,8 +425,8 @@ def nightly(
             out.print(f"alert: {alert}", highlight=False, soft_wrap=True)
             url = os.environ.get(night.WEBHOOK_ENV)
             if url:
-                sent = night.post_webhook(url, outcome, alert.read_text())
-                err.print(f"webhook: {sent}", highlight=False)
+                outcome.webhook = night.post_webhook(url, outcome, alert.read_text())
+                err.print(f"webhook: {outcome.webhook}", highlight=False, markup=False)
         prom, parquet = night.export(history_dir, outcome)
         out.print(f"exports: {prom}, {parquet}", highlight=False, soft_wrap=True)
         for run_id in night.prune(history_dir, keep):
@@ -436,6 +434,28 @@ def nightly(
     out.print(str(path), highlight=False, soft_wrap=True)
     if outcome.regressions or summary.failed:
         sys.exit(1)
+
+
+def nightly_limits(
+    threshold: str, metric_thresholds: tuple[str, ...]
+) -> tuple[float, dict[str, float]]:
+    """``bench nightly``'s thresholds, parsed; ``bench schedule install`` checks with this
+    too, so a schedule never holds an option that would fail at night."""
+    from bench import compare as comparing
+
+    return comparing.parse_threshold(threshold), comparing.parse_overrides(metric_thresholds)
+
+
+def nightly_arguments(suite: Path, history_dir: Path, options: list[str]) -> list[str]:
+    """``bench nightly``'s arguments, checked now by its own parser and ``nightly_limits``:
+    one line and exit status 2 for what the nightly run would refuse."""
+    args = [str(suite), "--history", str(history_dir), *options]
+    try:
+        context = nightly.make_context("nightly", list(args))
+    except click.ClickException as exc:
+        raise InputError(f"bench nightly option: {exc.format_message()}") from None
+    nightly_limits(context.params["threshold"], context.params["metric_thresholds"])
+    return args
 
 
 @main.command(name="history")
@@ -507,6 +527,15 @@ def _dirs(function: F) -> F:
     help="auto: a systemd timer when systemd runs, else cron.",
 )
 @click.option("--threshold", default=None, help="Passed to bench nightly.")
+@click.option(
+    "--metric-threshold",
+    "metric_thresholds",
+    multiple=True,
+    metavar="METRIC=THRESHOLD",
+    help="Passed to bench nightly (repeatable).",
+)
+@click.option("--keep", default=None, metavar="N", help="Passed to bench nightly.")
+@click.option("--parallel-hosts", default=None, metavar="N", help="Passed to bench nightly.")
 @_dirs
 @translate
 def schedule_install(
@@ -515,16 +544,31 @@ def schedule_install(
     at: str,
     kind: str,
     threshold: str | None,
+    metric_thresholds: tuple[str, ...],
+    keep: str | None,
+    parallel_hosts: str | None,
     unit_dir: Path,
     cron_dir: Path,
 ) -> None:
-    """Schedule SUITE's nightly run into HISTORY; installing it again changes nothing."""
+    """Schedule SUITE's nightly run into HISTORY; installing it again changes nothing.
+    Every option is checked now, as bench nightly will check it."""
     from bench import schedule as scheduling
 
     spec = load_suite(suite)  # refuse a broken suite now, not at 02:00
-    extra = ["--threshold", threshold] if threshold else []
+    given = {"--threshold": threshold, "--keep": keep, "--parallel-hosts": parallel_hosts}
+    extra = [word for flag, value in given.items() if value is not None for word in (flag, value)]
+    extra += [word for item in metric_thresholds for word in ("--metric-threshold", item)]
+    nightly_arguments(suite, history_dir, extra)
     done = scheduling.install(
-        suite, spec.name, history_dir, at, extra, kind, unit_dir=unit_dir, cron_dir=cron_dir
+        suite,
+        spec.name,
+        history_dir,
+        at,
+        extra,
+        kind,
+        unit_dir=unit_dir,
+        cron_dir=cron_dir,
+        timeout_s=scheduling.start_timeout_s(spec),
     )
     for path, written in done.files.items():
         state = "written" if written else "unchanged"

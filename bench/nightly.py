@@ -5,12 +5,9 @@ dashboards and prune old runs."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import history, results
+from bench import history, results, webhook
 from bench.compare import DRIFT, REGRESSION, Comparison, compare_runs
 from bench.errors import InputError
 from bench.report import comparison as render
@@ -187,9 +184,12 @@ def write_alert(root: Path, outcome: Outcome, report: Path | None) -> Path:
     return path
 
 
-def post_webhook(url: str, outcome: Outcome, text: str, timeout_s: float = 10.0) -> str:
-    """POST the alert as JSON (``text`` is what chat webhooks display); "sent" or why not.
-    The URL comes from the environment and is never written into the history."""
+def post_webhook(
+    url: str, outcome: Outcome, text: str, timeout_s: float = webhook.DEADLINE_S
+) -> str:
+    """POST the alert as JSON (``text`` is what chat webhooks display) within ``timeout_s``
+    overall; "sent" or why not, in words that never include the URL (it comes from the
+    environment, often holds a token, and is never written into the history or the log)."""
     payload = {
         "text": text,
         "suite": outcome.entry.suite,
@@ -198,17 +198,7 @@ def post_webhook(url: str, outcome: Outcome, text: str, timeout_s: float = 10.0)
         "events": outcome.events,
         "failed_cells": outcome.failed_cells,
     }
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
-            return f"sent (HTTP {answer.status})"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return f"not sent: {exc}"
+    return webhook.post(url, payload, timeout_s)
 
 
 # --- exports ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ idempotent installs, list and remove."""
 
 from __future__ import annotations
 
+import codecs
 import re
 import shutil
 import subprocess
@@ -93,3 +94,170 @@ def test_bad_time_and_bad_suite_are_refused(places, tmp_path: Path) -> None:
     broken.write_text("name: x\nworkloads: []\n")
     refused = install(broken, dirs)
     assert refused.returncode == 2 and not (tmp_path / "cron.d").exists()
+
+
+# --- nothing a path or an option holds becomes code -----------------------------------------
+
+# every character the shell, cron or systemd would read as syntax, in a directory name
+HOSTILE = "a $(touch PWNED) `touch PWNED` ;x'y\"z %h %% $HOME ${HOME} \\%w &|<>#~*?"
+
+
+def hostile_places(tmp_path: Path) -> tuple[Path, Path]:
+    """A suite in one hostile directory, the history below another."""
+    suite = tmp_path / f"suite {HOSTILE}" / "suite.yaml"
+    suite.parent.mkdir()
+    suite.write_text(SUITE)
+    return suite, tmp_path / f"hist {HOSTILE}" / "h"
+
+
+def cron_unescape(command: str) -> str:
+    """What cron hands to /bin/sh: ``\\%`` becomes ``%`` (every other backslash stays) and
+    the command ends at the first bare ``%`` (the rest would be standard input)."""
+    out, escaped = [], False
+    for char in command:
+        if escaped and char == "%":
+            out[-1] = "%"
+        elif char == "%":
+            break
+        else:
+            out.append(char)
+        escaped = char == "\\" and not escaped
+    return "".join(out)
+
+
+def test_cron_command_runs_no_injected_code_and_passes_every_path_whole(tmp_path: Path) -> None:
+    from bench.schedule import bench_executable
+
+    suite, history = hostile_places(tmp_path)
+    options = ["--threshold", "3%", "--keep", "4", "--metric-threshold", "x y=10%"]
+    done = bench_cli(
+        "schedule", "install", str(suite), "--history", str(history), "--with", "cron",
+        "--cron-dir", str(tmp_path / "cron.d"), *options,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (entry,) = (tmp_path / "cron.d").iterdir()
+    line = entry.read_text().splitlines()[-1]
+    command = cron_unescape(line.split(maxsplit=6)[6])
+    recorder = tmp_path / "record.sh"  # stands in for bench: writes its directory and argv
+    recorder.write_text('#!/bin/sh\nprintf "%s\\0" "$PWD" "$@" > "$RECORD"\n')
+    recorder.chmod(0o755)
+    assert command.count(bench_executable()) == 1
+    command = command.replace(bench_executable(), str(recorder))
+    record = tmp_path / "argv"
+    env = {"RECORD": str(record), "PATH": "/usr/bin:/bin"}
+    ran = subprocess.run(
+        ["/bin/sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert not [p for p in tmp_path.rglob("PWNED*")]
+    assert record.read_text().split("\0")[:-1] == [
+        str(suite.parent), "nightly", str(suite), "--history", str(history), *options,
+    ]  # fmt: skip
+    assert history.is_dir()  # made before the log inside it is opened
+
+
+SYSTEMD_WORD = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^\s"])+')
+
+
+def systemd_words(line: str) -> list[str]:
+    """ExecStart= read back as systemd.service(5) reads it: specifiers first (only ``%%`` may
+    appear), then words split on spaces, double quotes removed and C escapes decoded, then
+    ``$$`` -> ``$`` in the arguments (no ``$NAME`` may be left: systemd would substitute it)."""
+    assert not re.search(r"%[^%]", line.replace("%%", "")), f"a specifier in {line}"
+    words = []
+    for word in SYSTEMD_WORD.findall(line.replace("%%", "%")):
+        raw = re.sub(r'"((?:[^"\\]|\\.)*)"', r"\1", word)
+        words.append(codecs.escape_decode(raw.encode())[0].decode())
+    for arg in words[1:]:
+        assert not re.search(r"\$[A-Za-z_{]", arg.replace("$$", "")), f"a variable in {arg}"
+    return words[:1] + [arg.replace("$$", "$") for arg in words[1:]]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_systemd_units_hold_hostile_paths_as_data_and_a_start_timeout(tmp_path: Path) -> None:
+    from bench import schedule
+    from bench.suite import load_suite
+
+    suite, history = hostile_places(tmp_path)
+    units = tmp_path / "units"
+    done = bench_cli(
+        "schedule", "install", str(suite), "--history", str(history), "--with", "systemd",
+        "--unit-dir", str(units), "--threshold", "3%",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    service = next(units.glob("*.service"))
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units.iterdir())], capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stderr
+    settings = dict(x.split("=", 1) for x in service.read_text().splitlines() if "=" in x)
+    assert systemd_words(settings["ExecStart"]) == [
+        schedule.bench_executable(), "nightly", str(suite), "--history", str(history),
+        "--threshold", "3%",
+    ]  # fmt: skip
+    assert settings["WorkingDirectory"].replace("%%", "%") == str(suite.parent)
+    assert "%" not in settings["WorkingDirectory"].replace("%%", "")
+    assert int(settings["TimeoutStartSec"]) == schedule.start_timeout_s(load_suite(suite))
+    # the program itself in a hostile directory: systemd finds it only if it reads the path
+    # back exactly (it refuses quotes and backslashes there, and so does bench)
+    program = tmp_path / "p $(touch PWNED) `x` ;%h $HOME &|#" / "bench"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    other = units / "other.service"
+    other.write_text(schedule.service_text("other", [str(program), "nightly"], tmp_path, 60))
+    verified = subprocess.run(["systemd-analyze", "verify", str(other)], capture_output=True)
+    assert verified.returncode == 0, verified.stderr
+    line = next(x for x in other.read_text().splitlines() if x.startswith("ExecStart="))
+    assert systemd_words(line.removeprefix("ExecStart="))[0] == str(program)
+
+
+def test_line_breaks_and_options_nightly_would_refuse_are_refused_at_install(tmp_path) -> None:
+    from bench import cli, schedule
+    from bench.errors import InputError
+
+    broken = tmp_path / "x\n[Service]\nExecStartPre=touch PWNED" / "suite.yaml"
+    broken.parent.mkdir()
+    broken.write_text(SUITE)
+    good = tmp_path / "suite.yaml"
+    good.write_text(SUITE)
+    dirs = ["--cron-dir", str(tmp_path / "cron.d"), "--unit-dir", str(tmp_path / "units")]
+    for suite, options, said in [
+        (broken, ["--with", "cron"], "contains a line break or NUL; rename it"),
+        (good, ["--threshold", "x;id"], "error: --threshold 'x;id': not a threshold"),
+    ]:
+        refused = install(suite, dirs, *options)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert said in refused.stderr
+    assert not (tmp_path / "cron.d").exists() and not (tmp_path / "units").exists()
+    for options in (
+        ["--keep", "0"],
+        ["--keep", "3;id"],
+        ["--parallel-hosts", "x"],
+        ["--metric-threshold", "m"],
+        ["--metric-threshold", "m=5;id"],
+    ):
+        with pytest.raises(InputError):
+            cli.nightly_arguments(good, tmp_path / "h", options)
+    for suite, options in [(broken, []), (good, ["--threshold", "5%\n"])]:
+        with pytest.raises(InputError, match="line break"):
+            schedule.install(suite, "s", tmp_path / "h", "02:00", options, "systemd",
+                             unit_dir=tmp_path / "units", activate=False)  # fmt: skip
+    assert not (tmp_path / "units").exists()
+
+
+def test_the_start_timeout_adds_up_every_cell_of_the_plan(tmp_path: Path) -> None:
+    from bench.schedule import start_timeout_s
+    from bench.suite import load_suite
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: t\nrepetitions: 3\n"
+        "targets:\n  - {name: bare, kind: local}\n"
+        "  - {name: box, kind: vm, provisioner: static, host: h, start: [a], stop: [b],"
+        " boot_timeout_s: 50, command_timeout_s: 20}\n"
+        "workloads:\n  - {name: a, kind: train_step, timeout_s: 100}\n"
+        "  - {name: b, kind: train_step, timeout_s: 200}\n"
+    )
+    cells = (100 + 300) + (200 + 300) + (100 + 300 + 50 + 40) + (200 + 300 + 50 + 40)
+    assert start_timeout_s(load_suite(suite)) == 3600 + 3 * cells + 900
