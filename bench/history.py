@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,22 @@ def summarize_run(run_dir: Path, history_dir: Path) -> Entry:
         targets={name: identity(e) for name, e in manifest.get("targets", {}).items()},
         summary=json.loads(summary.to_json(orient="records")),
     )
+
+
+def run_path(root: Path, entry: Entry) -> Path:
+    """The run directory ``entry`` names, refused (``ResultsError``) unless it lies inside the
+    history as written: relative, no ``..``, no symbolic link on the way. The index is data,
+    and ``prune`` deletes what it names."""
+    relative = PurePosixPath(entry.path)
+    real_root = root.resolve()
+    path = real_root.joinpath(*relative.parts)
+    inside = relative.parts and not relative.is_absolute() and ".." not in relative.parts
+    if not inside or path.resolve() != path:
+        raise ResultsError(
+            f"{root / INDEX}: run {entry.run_id}: path {entry.path!r} is not a run directory "
+            "inside the history (absolute, '..' or a symbolic link); not touched"
+        )
+    return path
 
 
 class History:

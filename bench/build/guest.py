@@ -136,7 +136,7 @@ def ensure(config: BuildConfig, wheelhouse: Wheelhouse, note: Callable[[str], No
         staging = final.with_name(f"{key}.partial")
         shutil.rmtree(staging, ignore_errors=True)
         with cache.unfinished(staging):
-            staging.mkdir(parents=True)
+            private_dir(staging)
             release = _make(fs.tarball, wheelhouse, staging, note)
             info = {"key": key, "kernel": release, "rootfs": fs.key, "wheelhouse": wheelhouse.key}
             (staging / GUEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -147,7 +147,26 @@ def ensure(config: BuildConfig, wheelhouse: Wheelhouse, note: Callable[[str], No
 
 def _load(key: str, path: Path) -> GuestImage:
     info = json.loads((path / GUEST_FILE).read_text())
+    _restrict(path)
     return GuestImage(key, path, str(info["kernel"]))
+
+
+def private_dir(path: Path) -> None:
+    """A new directory only its owner can enter (mode 0700 whatever the umask), for a guest:
+    it holds the harness's login key and a disk with the guest's host key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700)
+    os.chmod(path, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask
+
+
+def _restrict(path: Path) -> None:
+    """Close a guest built before its files were private (the directory and its disk were
+    left readable by everyone under the usual umask)."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    disk = path / "disk.img"
+    if disk.is_file() and disk.stat().st_mode & 0o077:
+        disk.chmod(0o600)
 
 
 def _check_tools() -> None:
@@ -256,9 +275,14 @@ def _write_system_files(tree: Path) -> None:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` with ``mode`` from the start: a key is never readable by others, not even
+    between the write and a chmod, and a symbolic link planted at ``path`` is not followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, mode)  # exactly ``mode``: the umask or an older file may differ, before data
+        handle.write(data)
 
 
 def _du(tree: Path) -> int:
@@ -267,8 +291,13 @@ def _du(tree: Path) -> int:
     return int(done.stdout.split()[0])
 
 
-def _mkfs(tree: Path, image: Path, label: str, size: int) -> None:
-    """An ext4 image populated from ``tree`` (sparse: unused space costs nothing on disk)."""
+def _mkfs(tree: Path, image: Path, label: str, size: int, mode: int = 0o600) -> None:
+    """An ext4 image populated from ``tree`` (sparse: unused space costs nothing on disk),
+    created with ``mode`` before mkfs writes anything into it (it keeps an existing file's):
+    private unless said otherwise, as the guest's disk holds its host key."""
+    image.unlink(missing_ok=True)
+    os.close(os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode))
+    os.chmod(image, mode)  # an empty file yet: the umask may only have narrowed ``mode``
     size_k = -(-int(size * 1.1) // 4096) * 4
     command = ["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(tree), str(image), f"{size_k}k"]
     _run(command, "write the ext4 image")
@@ -286,6 +315,6 @@ def package_disk(note: Callable[[str], None]) -> Path:
         with tempfile.TemporaryDirectory() as tmp, cache.unfinished(partial):
             with tarfile.open(fileobj=io.BytesIO(pkg.archive), mode="r:gz") as tar:
                 tar.extractall(tmp, filter="data")
-            _mkfs(Path(tmp), partial, "bench-pkg", 8 << 20)
+            _mkfs(Path(tmp), partial, "bench-pkg", 8 << 20, mode=0o644)  # public code only
             partial.rename(image)
         return image

@@ -51,8 +51,17 @@ class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
         self.path = path
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
+        """Record the key in a file only the harness's user can read or change (created 0600 in
+        a 0700 directory, never through a symbolic link), then trust it for this session."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise TargetError(
+                f"cannot record the host key of {hostname} in {self.path}: {exc.strerror}"
+            ) from None
+        with os.fdopen(fd, "a") as handle:
             handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         client.get_host_keys().add(hostname, key.get_name(), key)
 
