@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from gc import freeze as freeze_heap  # (``gc`` is also a command below)
@@ -57,6 +58,11 @@ def translate(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _warning_line(message: Warning | str, *_: Any, **__: Any) -> str:
+    """A warning (e.g. a corrupt line skipped in a run directory) as one line, like errors."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bench")
 def main() -> None:
@@ -65,6 +71,7 @@ def main() -> None:
     Runs the same training, inference and data-loading workloads on bare metal (and other
     targets), records start-up, throughput, latency and memory, and summarises the differences.
     """
+    warnings.formatwarning = _warning_line
 
 
 @main.command()
@@ -112,7 +119,7 @@ def _execute(
     suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int
 ) -> tuple[Path, RunSummary]:
     """Validate SUITE and run every cell into ``results_dir/<suite>/<run-id>``."""
-    if run_id is not None and not re.match(NAME_PATTERN, run_id):
+    if run_id is not None and not re.fullmatch(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
     run_id = run_id or new_run_id(results_dir / spec.name)

@@ -27,13 +27,18 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import TypeAdapter
 
+from bench import resultrows
 from bench.errors import ResultsError, ResultsWriteError
+from bench.resultrows import ResultsWarning
 
 SCHEMA_VERSION = 1
 RESERVE_FILE = "manifest.reserve"
@@ -249,13 +254,31 @@ def _run_dirs(path: Path) -> list[Path]:
     return runs
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except ValueError as exc:
-        raise ResultsError(f"{path}: malformed JSON line: {exc}") from None
+@cache
+def _adapter(record: type) -> TypeAdapter[Any]:
+    """The validator of a stored record type (built once: building one takes milliseconds)."""
+    return TypeAdapter(record)
+
+
+def _sample_row(row: Any) -> dict[str, Any]:
+    """A samples.jsonl row with the columns of ``Sample`` and their types, or ValueError."""
+    sample = asdict(_adapter(Sample).validate_python(row))
+    resultrows.index(sample["cell"], "cell")
+    resultrows.index(sample["repetition"], "repetition")
+    return sample
+
+
+def _cell_row(row: Any) -> dict[str, Any]:
+    """A cells.jsonl row with at least the fields of ``CellRecord`` (typed), or ValueError;
+    keys a newer bench added are kept."""
+    record = asdict(_adapter(CellRecord).validate_python(row))
+    resultrows.index(record["cell"], "cell")
+    resultrows.index(record["repetition"], "repetition")
+    return {**row, **record}
+
+
+def _read_cells(run: Path) -> list[dict[str, Any]]:
+    return resultrows.read_rows(run / "cells.jsonl", _cell_row, unique="cell")
 
 
 def _committed_samples(run: Path) -> list[dict[str, Any]]:
@@ -264,8 +287,9 @@ def _committed_samples(run: Path) -> list[dict[str, Any]]:
     A run killed between writing a cell's samples and its cell record leaves samples that no
     cell accounts for; they are not results.
     """
-    committed = {row["cell"] for row in _read_jsonl(run / "cells.jsonl")}
-    return [row for row in _read_jsonl(run / "samples.jsonl") if row.get("cell") in committed]
+    committed = {row["cell"] for row in _read_cells(run)}
+    rows = resultrows.read_rows(run / "samples.jsonl", _sample_row)
+    return [row for row in rows if row["cell"] in committed]
 
 
 def load(path: str | Path) -> pd.DataFrame:
@@ -273,7 +297,9 @@ def load(path: str | Path) -> pd.DataFrame:
 
     Columns: run_id, target, kind, workload, workload_kind, repetition, metric, value, unit,
     cell. One row per metric per repetition; metrics that could not be measured are absent
-    (their reasons are in ``load_cells``).
+    (their reasons are in ``load_cells``). A corrupt line is skipped with a ``ResultsWarning``
+    naming the file and line, and the rest loads; a file with no readable row, or a bad
+    manifest, is a ``ResultsError``.
     """
     path = Path(path)
     if not path.exists():
@@ -291,25 +317,34 @@ def load_cells(path: str | Path) -> pd.DataFrame:
     rows = []
     for run in _run_dirs(path):
         run_id = load_manifest(run).get("run_id", run.name)
-        rows += [{"run_id": run_id, **row} for row in _read_jsonl(run / "cells.jsonl")]
+        rows += [{"run_id": run_id, **row} for row in _read_cells(run)]
     return pd.DataFrame(rows)
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of one run directory."""
+    """The manifest of one run directory (a JSON object, else a ``ResultsError``)."""
     file = Path(path) / "manifest.json"
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ResultsError(f"{file}: not found") from None
-    except ValueError as exc:
-        raise ResultsError(f"{file}: malformed manifest: {exc}") from None
+    manifest = resultrows.read_json(file, "malformed manifest")
+    if not isinstance(manifest, dict):
+        raise ResultsError(f"{file}: malformed manifest: not a JSON object")
+    return manifest
 
 
 def load_raw(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Per-iteration arrays of every cell of one run, keyed by the cell's file stem."""
-    raw_dir = Path(path) / "raw"
-    return {f.stem: json.loads(f.read_text()) for f in sorted(raw_dir.glob("*.json"))}
+    """Per-iteration arrays of every cell of one run, keyed by the cell's file stem. A file
+    that is not a JSON object is skipped with a ``ResultsWarning``."""
+    out = {}
+    for file in sorted(Path(path, "raw").glob("*.json")):
+        try:
+            entry = resultrows.read_json(file, "malformed raw file")
+        except ResultsError as exc:
+            warnings.warn(f"{exc.message}; skipped", ResultsWarning, stacklevel=2)
+            continue
+        if not isinstance(entry, dict):
+            warnings.warn(f"{file}: not a JSON object; skipped", ResultsWarning, stacklevel=2)
+            continue
+        out[file.stem] = entry
+    return out
 
 
 def tag_raw(raw: dict[str, dict[str, Any]], cells: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -320,7 +355,8 @@ def tag_raw(raw: dict[str, dict[str, Any]], cells: pd.DataFrame) -> dict[str, di
     by_number = cells.set_index("cell")[["target", "workload", "repetition"]].to_dict("index")
     tagged = {}
     for slug, entry in raw.items():
-        known = by_number.get(int(slug.split("-", 1)[0]))
+        number = slug.split("-", 1)[0]
+        known = by_number.get(int(number)) if number.isdecimal() else None
         if known is not None:
             tagged[slug] = {**entry, **known}
     return tagged

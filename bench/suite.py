@@ -7,6 +7,7 @@ workload of a long suite fails in a second instead of after an hour of measureme
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,17 +16,17 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
     TypeAdapter,
     ValidationError,
     model_validator,
 )
 
+from bench import limits
 from bench.build.config import BuildConfig
 from bench.errors import SuiteError
+from bench.limits import Batch, Count, Seconds, Warmup
 from bench.names import Name
+from bench.suitefile import format_path, load_yaml, read_text
 from bench.targets import registry
 from bench.targets.base import TargetConfig
 
@@ -40,8 +41,8 @@ class WorkloadBase(BaseModel):
     name: Name
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    threads: PositiveInt | None = None
-    timeout_s: PositiveFloat = 1800.0
+    threads: Annotated[int, Field(ge=1, le=limits.MAX_THREADS)] | None = None
+    timeout_s: Seconds = 1800.0
 
 
 class TrainStep(WorkloadBase):
@@ -49,11 +50,11 @@ class TrainStep(WorkloadBase):
 
     kind: Literal["train_step"]
     model: Model = "mlp"
-    batch_size: PositiveInt = 64
-    steps: PositiveInt = 30
-    warmup_steps: NonNegativeInt = 5
+    batch_size: Batch = 64
+    steps: Count = 30
+    warmup_steps: Warmup = 5
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: PositiveFloat = 0.01
+    lr: Annotated[float, Field(gt=0, le=limits.MAX_LR, allow_inf_nan=False)] = 0.01
 
 
 class Inference(WorkloadBase):
@@ -62,27 +63,33 @@ class Inference(WorkloadBase):
     kind: Literal["inference"]
     model: Model = "mlp"
     scenario: Literal["single_stream", "offline"] = "single_stream"
-    batch_size: PositiveInt = 1
-    requests: PositiveInt = 200
-    warmup_requests: NonNegativeInt = 20
+    batch_size: Batch = 1
+    requests: Count = 200
+    warmup_requests: Warmup = 20
 
 
 class DataLoading(WorkloadBase):
     """A synthetic on-disk dataset read through torch's DataLoader."""
 
     kind: Literal["data_loading"]
-    samples: PositiveInt = 2000
-    sample_bytes: PositiveInt = 65536
-    batch_size: PositiveInt = 64
-    num_workers: NonNegativeInt = 2
-    epochs: PositiveInt = 1
-    warmup_batches: NonNegativeInt = 2
+    samples: Annotated[int, Field(ge=1, le=limits.MAX_SAMPLES)] = 2000
+    sample_bytes: Annotated[int, Field(ge=1, le=limits.MAX_SAMPLE_BYTES)] = 65536
+    batch_size: Batch = 64
+    num_workers: Annotated[int, Field(ge=0, le=limits.MAX_WORKERS)] = 2
+    epochs: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = 1
+    warmup_batches: Warmup = 2
     shuffle: bool = True
     cold_cache: bool = False
 
     @model_validator(mode="after")
     def _warmup_leaves_batches(self) -> DataLoading:
-        """Warmup batches are excluded from the statistics, so some must remain."""
+        """Warmup batches are excluded from the statistics, so some must remain; the dataset
+        is written to disk before the cell, so its size is bounded."""
+        if self.samples * self.sample_bytes > limits.MAX_DATASET_BYTES:
+            raise ValueError(
+                f"samples x sample_bytes is {self.samples * self.sample_bytes} bytes of dataset; "
+                f"at most {limits.MAX_DATASET_BYTES >> 30} GiB"
+            )
         batches = -(-self.samples // self.batch_size) * self.epochs
         if self.warmup_batches >= batches:
             raise ValueError(
@@ -103,22 +110,22 @@ class Suite(BaseModel):
 
     name: Name
     description: str = ""
-    repetitions: PositiveInt = 20
+    repetitions: Annotated[int, Field(ge=1, le=limits.MAX_REPETITIONS)] = 20
     order: Literal["interleaved", "blocked", "random"] = "interleaved"
-    seed: NonNegativeInt = 0
+    seed: Annotated[int, Field(ge=0, lt=1 << 63)] = 0
     cache: Literal["warm", "cold"] = Field(
         default="warm",
         description="cold: drop the page cache where each repetition runs, before it starts",
     )
-    min_iterations: PositiveInt = Field(
+    min_iterations: Count = Field(
         default=10, description="fewer measured iterations than this make a cell INVALID"
     )
     overhead: bool | None = Field(
         default=None,
         description="compare every target to the baseline; true requires a baseline target",
     )
-    targets: list[Any] = Field(min_length=1)
-    workloads: list[Workload] = Field(min_length=1)
+    targets: list[Any] = Field(min_length=1, max_length=limits.MAX_TARGETS)
+    workloads: list[Workload] = Field(min_length=1, max_length=limits.MAX_WORKLOADS)
     build: BuildConfig = BuildConfig()
 
     def target(self, name: str) -> TargetConfig:
@@ -138,13 +145,7 @@ class Suite(BaseModel):
 def load_suite(path: str | Path) -> Suite:
     """Read, parse and validate a suite file; every failure is a one-line ``SuiteError``."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: suite file not found") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read suite file: {exc.strerror}") from None
-    return _resolve_paths(parse_suite(text, source=str(path)), path)
+    return _resolve_paths(parse_suite(read_text(path), source=str(path)), path)
 
 
 def _resolve_paths(suite: Suite, path: Path) -> Suite:
@@ -161,14 +162,7 @@ def _resolve_paths(suite: Suite, path: Path) -> Suite:
 
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
     """Validate suite YAML text; errors name the key path and the line."""
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SuiteError(f"{where}: invalid YAML: {problem}") from None
+    data, root = load_yaml(text, source)
     if not isinstance(data, dict):
         raise SuiteError(f"{source}: a suite must be a mapping with name, targets and workloads")
     locator = _Locator(source, root, data)
@@ -184,8 +178,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
 
 def _validate_targets(raw: Any, locator: _Locator) -> list[TargetConfig]:
     """Validate each target against the config model of its kind."""
-    if not isinstance(raw, list):
-        return []  # the Suite model reports the missing/invalid list itself
+    if not isinstance(raw, list) or len(raw) > limits.MAX_TARGETS:
+        return []  # the Suite model reports the missing/invalid/too long list itself
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
@@ -197,14 +191,28 @@ def _validate_targets(raw: Any, locator: _Locator) -> list[TargetConfig]:
                 ("targets", i, "kind"), f"unknown target kind {kind!r} (available: {known})"
             )
         try:
-            out.append(TypeAdapter(registry.config_model(kind)).validate_python(item))
+            out.append(_adapter(kind).validate_python(item))
         except ValidationError as exc:
             raise locator.error(exc, prefix=("targets", i)) from None
     return out
 
 
+@cache
+def _adapter(kind: str) -> TypeAdapter[Any]:
+    """The validator of a target kind's config (built once: building one takes milliseconds)."""
+    return TypeAdapter(registry.config_model(kind))
+
+
 def _check_consistency(suite: Suite, locator: _Locator) -> None:
     """Cross-field rules that pydantic's per-field validation cannot express."""
+    cells = len(suite.targets) * len(suite.workloads) * suite.repetitions
+    if cells > limits.MAX_CELLS:
+        raise locator.at(
+            ("repetitions",),
+            f"the plan has {cells} cells ({len(suite.targets)} targets x "
+            f"{len(suite.workloads)} workloads x {suite.repetitions} repetitions); "
+            f"at most {limits.MAX_CELLS}",
+        )
     for field in ("targets", "workloads"):
         seen: set[str] = set()
         for i, item in enumerate(getattr(suite, field)):
@@ -251,7 +259,7 @@ class _Locator:
         loc = tuple(loc)
         line = self._line(loc)
         where = f"{self.source}:{line}" if line else self.source
-        return SuiteError(f"{where}: {_format_path(loc)}: {message}")
+        return SuiteError(f"{where}: {format_path(loc)}: {message}")
 
     def _clean(self, loc: tuple[Any, ...], keep_last: bool = False) -> tuple[Any, ...]:
         """Drop the union tags pydantic inserts (e.g. 'train_step', or 'qemu' for a VM that
@@ -305,11 +313,3 @@ def _discriminator_key(described: str) -> str:
     ``'kind'`` and a callable one by its name, ``_provisioner()``: such a function is named
     after the key it reads."""
     return described.strip("'").removesuffix("()").lstrip("_") or "kind"
-
-
-def _format_path(loc: tuple[Any, ...]) -> str:
-    """('targets', 1, 'host') -> 'targets[1].host'."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"

@@ -23,11 +23,12 @@ import docker.errors
 import docker.types
 import docker.utils
 from docker.models.containers import Container
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from bench import cache, interrupts, metadata
 from bench.build.builder import Builder
 from bench.errors import TargetError, WorkerError
+from bench.limits import Cpus, GpuCount
 from bench.probes.container import ContainerMemorySampler
 from bench.report.units import fmt
 from bench.targets import envvars, package, worker
@@ -54,11 +55,11 @@ class DockerTargetConfig(TargetConfig):
     python: str | None = None
     docker_host: str | None = None
     tls: DockerTls | None = None
-    cpus: PositiveFloat | None = None
+    cpus: Cpus | None = None
     cpuset: str | None = Field(default=None, pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
     memory: Size | None = None
     shm_size: Size | None = None
-    gpus: Literal["all"] | PositiveInt | list[str] | None = None
+    gpus: Literal["all"] | GpuCount | list[str] | None = None
     runtime: str | None = None
     network: str = "bridge"
     env: EnvMap = {}

@@ -61,11 +61,17 @@ class Machine:
     pin: tuple[int, ...] = ()
 
     def command(self, directory: Path, port: int, name: str) -> list[str]:
-        """The QEMU command line: direct kernel boot, virtio disk and net, console to a file."""
+        """The QEMU command line: direct kernel boot, virtio disk and net, console to a file.
+
+        Values inside QEMU's ``key=value,...`` options are escaped (``opt_value``); the values
+        of ``-kernel``, ``-initrd``, ``-append`` and ``-serial file:`` are taken verbatim.
+        """
         append = "root=/dev/vda rw console=ttyS0 panic=-1 init=/sbin/bench-init quiet"
+        overlay = opt_value(str(directory / "overlay.qcow2"))
+        package = opt_value(str(self.package_disk))
         return [
             self.binary,
-            "-name", f"{name},debug-threads=on",
+            "-name", f"{opt_value(name)},debug-threads=on",
             "-accel", self.accel,
             "-cpu", self.cpu,
             "-smp", str(self.vcpus),
@@ -75,13 +81,18 @@ class Machine:
             "-kernel", str(self.kernel),
             "-initrd", str(self.initrd),
             "-append", append,
-            "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio,"
-            f"cache={self.disk_cache}",
-            "-drive", f"file={self.package_disk},format=raw,if=virtio,readonly=on",
+            "-drive", f"file={overlay},format=qcow2,if=virtio,cache={self.disk_cache}",
+            "-drive", f"file={package},format=raw,if=virtio,readonly=on",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
             "-device", "virtio-net-pci,netdev=net0",
             *self.extra_args,
         ]  # fmt: skip
+
+
+def opt_value(text: str) -> str:
+    """``text`` as one value of a QEMU ``key=value,...`` option: a comma is doubled, else it
+    would end the value (a path with a comma would name another file plus a bogus option)."""
+    return text.replace(",", ",,")
 
 
 def free_port() -> int:

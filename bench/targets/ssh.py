@@ -19,13 +19,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import paramiko
-from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr
+from pydantic import Field, SecretStr
 
 from bench import cache, interrupts
 from bench.errors import TargetError, WorkerError
+from bench.limits import MAX_RETRIES, Seconds
 from bench.targets import envvars, package, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.envvars import EnvMap, FromEnv
@@ -53,8 +54,8 @@ class SshTargetConfig(TargetConfig):
     python: str = "python3"
     workdir: str = "/tmp"
     env: EnvMap = {}
-    connect_timeout_s: PositiveFloat = 10.0
-    connect_retries: NonNegativeInt = 2
+    connect_timeout_s: Seconds = 10.0
+    connect_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 2
 
 
 def q(value: str) -> str:

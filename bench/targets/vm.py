@@ -19,16 +19,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import paramiko
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from bench import cache, interrupts, metadata
 from bench.build import guest as guest_build
 from bench.build.builder import Builder
 from bench.build.guest import GuestImage
 from bench.errors import TargetError, WorkerError
+from bench.limits import MAX_CPUS, MAX_HOST_CPU, Seconds
 from bench.probes.process import PssSampler
 from bench.targets import accel, envvars, worker
 from bench.targets.base import Measurement, TargetConfig
@@ -57,19 +58,19 @@ class QemuVmConfig(TargetConfig):
 
     kind: Literal["vm"]
     provisioner: Literal["qemu"] = "qemu"
-    vcpus: PositiveInt = 2
+    vcpus: Annotated[int, Field(ge=1, le=MAX_CPUS)] = 2
     memory: Size = 2048 * MiB
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     cpu: str | None = Field(
         default=None, min_length=1, description="CPU model (default: host under KVM, max under TCG)"
     )
-    pin_vcpus: list[NonNegativeInt] | None = Field(
+    pin_vcpus: list[Annotated[int, Field(ge=0, le=MAX_HOST_CPU)]] | None = Field(
         default=None, description="host CPU for each vCPU thread, in vCPU order"
     )
     disk_cache: DiskCache = "writeback"
     qemu: str = Field(default="qemu-system-x86_64", min_length=1)
     extra_args: list[str] = []
-    boot_timeout_s: PositiveFloat = 300.0
+    boot_timeout_s: Seconds = 300.0
     env: EnvMap = {}
 
     def builds(self) -> bool:

@@ -18,11 +18,13 @@ from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Literal
 
 import paramiko
-from pydantic import Field, PositiveFloat, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bench import interrupts
 from bench.build.builder import Builder
 from bench.errors import TargetError
+from bench.limits import Seconds
+from bench.targets import argv
 from bench.targets.ssh import SshDeployment, SshTarget, SshTargetConfig
 from bench.targets.sshconn import Unreachable, connect_once
 
@@ -37,19 +39,21 @@ class StaticVmConfig(SshTargetConfig):
     provisioner: Literal["static"]
     start: list[str] | None = Field(default=None, description="command that boots the VM")
     stop: list[str] | None = Field(default=None, description="command that shuts it down")
-    boot_timeout_s: PositiveFloat = 300.0
-    command_timeout_s: PositiveFloat = 600.0
+    boot_timeout_s: Seconds = 300.0
+    command_timeout_s: Seconds = 600.0
 
     @field_validator("start", "stop", mode="before")
     @classmethod
     def _words(cls, value: Any) -> Any:
-        """A command as a string (split like a shell would, never run by one) or a list."""
-        if isinstance(value, str):
-            words = shlex.split(value)
-            if not words:
-                raise ValueError("an empty command")
-            return words
-        return value
+        """A command as a string (split like a shell would, never run by one) or a list;
+        shell operators are refused with the fix."""
+        return argv.words(value)
+
+    @field_validator("start", "stop")
+    @classmethod
+    def _runnable(cls, value: list[str] | None) -> list[str] | None:
+        """A program given by path is an executable file (checked now, not at the first boot)."""
+        return None if value is None else argv.check_program(value)
 
     @model_validator(mode="after")
     def _paired(self) -> StaticVmConfig:
@@ -120,6 +124,10 @@ class StaticVmTarget(SshTarget):
             )
         except FileNotFoundError:
             raise TargetError(f"{self.label}: {what} command not found: {command[0]}") from None
+        except OSError as exc:  # not executable (anymore), a directory, ...
+            raise TargetError(
+                f"{self.label}: {what} command cannot be run: {command[0]}: {exc.strerror or exc}"
+            ) from None
         except subprocess.TimeoutExpired:
             raise TargetError(
                 f"{self.label}: {what} command timed out after "
