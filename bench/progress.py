@@ -67,6 +67,13 @@ class RichObserver(Observer):
             self.progress.update(task, description=f"{name} {mark}", total=total, completed=total)
         else:
             self.progress.update(task, description=f"{name} [red]✗ failed")
+            # the reason, on one line above the bars: a bar says only that the cell failed
+            self.progress.console.print(
+                f"cell failed: {name}: {record.error}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         if self.overall is not None:
             self.progress.advance(self.overall)
 
