@@ -83,7 +83,9 @@ def main() -> None:
     show_default=True,
     help="Where runs are stored: DIR/<suite>/<run-id>/.",
 )
-@click.option("--run-id", help="Name of this run's directory (default: UTC timestamp).")
+@click.option(
+    "--run-id", help="Name of this run's directory (default: UTC timestamp, random suffix)."
+)
 @click.option(
     "--parallel-hosts",
     type=click.IntRange(min=1),
@@ -243,29 +245,28 @@ def _describe_artefacts(made: dict[str, Any]) -> str:
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @translate
 def gc(docker_host: str | None, everything: bool, dry_run: bool) -> None:
-    """Remove containers and VM guests that runs left behind (e.g. after the controller was
-    killed).
+    """Remove what runs left behind after the controller was killed: local worker processes
+    and their temp dirs, remote run directories, static VMs bench booted, VM guests and
+    containers.
 
-    Only containers labelled by bench and guests in bench's state directory are touched, and
-    by default only those whose controller process is no longer running on this host.
+    Only what bench marked or recorded as its own is touched, and by default only what no
+    live bench process owns. Exit status 1 when something could not be removed (it stays
+    recorded for the next gc).
     """
     from bench import gc as collector
 
     verb = "would remove" if dry_run else "removed"
-    guests = collector.guests(everything=everything, dry_run=dry_run)
-    for line in guests:
-        out.print(f"{verb} {line}", highlight=False)
-    out.print(f"{verb} {len(guests)} VM guest(s)", highlight=False)
-    try:
-        removed = collector.engine_containers(docker_host, everything, dry_run)
-    except BenchError as exc:
-        if docker_host:
-            raise
-        err.print(f"containers: not checked ({exc.one_line()})", highlight=False)
-        return
-    for line in removed:
-        out.print(f"{verb} {line}", highlight=False)
-    out.print(f"{verb} {len(removed)} container(s)", highlight=False)
+    found = collector.collect(docker_host, everything, dry_run)
+    for kind, lines in found.removed.items():
+        for line in lines:
+            out.print(f"{verb} {line}", highlight=False, soft_wrap=True)
+        out.print(f"{verb} {len(lines)} {kind}", highlight=False)
+    for line in found.unchecked:
+        err.print(f"containers: not checked ({line})", highlight=False, soft_wrap=True)
+    for line in found.problems:
+        err.print(f"not removed: {line}", highlight=False, soft_wrap=True)
+    if found.problems:
+        sys.exit(1)
 
 
 @main.command()

@@ -1,28 +1,62 @@
-"""Finding what a crashed or killed run left behind, by the marks every run puts on it.
+"""Finding what a killed or crashed run left behind, and removing only what no live run owns.
 
-A controller that dies from SIGKILL or a power cut cannot clean up; its containers carry the
-run id and the controller's host and pid as labels, and its VM guests have an owner file with
-the same facts, so a later ``bench gc`` can tell them from those of a run still in progress and
-remove only the orphans.
+A controller that dies from SIGKILL or a power cut cannot clean up. Everything it created
+names its owner (``bench.owner``): containers by a label, QEMU guests by an owner file, local
+worker directories by a marker file, and the invocation's record (``bench.state``) lists what
+carries no mark of its own: worker process groups, remote run directories, static VMs it
+booted, and Docker engines it used. An owner is alive while that very process runs (pid and
+start time match), so ``bench gc`` never touches a live run's artefacts unless told ``--all``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 
+from bench import leftovers, owner, state
+from bench.errors import BenchError
 from bench.targets import qemu
-from bench.targets.docker import LABEL_CONTROLLER, LABEL_RUN, LABEL_TARGET
-from bench.targets.dockerclient import connect, translated
+from bench.targets.docker import LABEL_CONTROLLER, LABEL_OWNER, LABEL_RUN, LABEL_TARGET
+from bench.targets.dockerclient import DockerTls, connect, resolve_url, translated
+
+KINDS = ("local worker(s)", "remote run dir(s)", "static VM(s)", "VM guest(s)", "container(s)")
+UNOWNED_GRACE_S = 60.0  # a guest directory a moment old may not have its owner file yet
+
+
+@dataclass
+class Report:
+    """What gc removed (or would remove), by kind, and what it could not."""
+
+    removed: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    problems: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # the default engine, when absent
+
+
+def collect(docker_host: str | None, everything: bool, dry_run: bool) -> Report:
+    """Clean every kind of leftover whose owner is gone (all of them with ``everything``)."""
+    report = Report()
+    engines = _records(report, everything, dry_run)
+    _stray_workdirs(report, everything, dry_run)
+    report.removed["VM guest(s)"] = guests(everything, dry_run)
+    default = resolve_url(docker_host)
+    for url, tls in engines.items():
+        if url != default:
+            _engine(report, url, tls, everything, dry_run, required=True)
+    _engine(report, default, engines.get(default), everything, dry_run, required=bool(docker_host))
+    return report
 
 
 def controller_alive(label: str) -> bool:
-    """Whether ``host:pid`` names a process still running on this host (another host's
-    controller is assumed alive: we cannot see it)."""
+    """Whether ``host:pid`` (the label of artefacts made before owner tokens) names a process
+    still running on this host; another host's controller is assumed alive."""
     host, _, pid = label.rpartition(":")
     if host != socket.gethostname():
         return True
@@ -35,6 +69,82 @@ def controller_alive(label: str) -> bool:
     return True
 
 
+def _owned_by_live(token: str | None, label: str | None) -> bool:
+    if token:
+        return owner.alive(token)
+    return controller_alive(label or "")
+
+
+def _records(report: Report, everything: bool, dry_run: bool) -> dict[str, DockerTls | None]:
+    """Clean what dead invocations recorded; the Docker engines they used, to check next."""
+    engines: dict[str, DockerTls | None] = {}
+    for path, body in state.records():
+        if not everything and owner.alive(str(body.get("owner", ""))):
+            continue
+        left = {}
+        for key, item in sorted(body["items"].items(), key=lambda kv: leftovers.order(kv[1])):
+            if item.get("kind") == "docker_engine":
+                tls = item.get("tls")
+                engines[str(item.get("url"))] = DockerTls(**tls) if isinstance(tls, dict) else None
+                continue  # checked below, with every container of that engine
+            if not _clean_item(report, item, dry_run, str(body.get("owner", ""))):
+                left[key] = item
+        if not dry_run:
+            state.rewrite(path, body, left)
+    return engines
+
+
+def _clean_item(report: Report, item: dict[str, Any], dry_run: bool, token: str) -> bool:
+    """Remove one recorded leftover; whether it is gone (a failure is reported)."""
+    kind = item.get("kind")
+    try:
+        if kind == "local_worker":
+            line = leftovers.local_worker(item, dry_run, token)
+            if line:
+                report.removed["local worker(s)"].append(line)
+        elif kind == "remote_dir":
+            report.removed["remote run dir(s)"].append(leftovers.remote_dir(item, dry_run))
+        elif kind == "static_vm":
+            report.removed["static VM(s)"].append(leftovers.static_vm(item, dry_run))
+    except BenchError as exc:
+        report.problems.append(exc.one_line())
+        return False
+    return not dry_run
+
+
+def _stray_workdirs(report: Report, everything: bool, dry_run: bool) -> None:
+    """Marked worker directories no record names (a SIGKILL between two writes)."""
+    for workdir, token in leftovers.marked_workdirs():
+        if not everything and owner.alive(token):
+            continue
+        item = {"tmpdir": str(workdir), "pgid": None}
+        try:
+            line = leftovers.local_worker(item, dry_run, token)
+        except BenchError as exc:
+            report.problems.append(exc.one_line())
+            continue
+        if line:
+            report.removed["local worker(s)"].append(line)
+
+
+def _engine(
+    report: Report,
+    url: str,
+    tls: DockerTls | None,
+    everything: bool,
+    dry_run: bool,
+    required: bool,
+) -> None:
+    """Orphaned containers on one engine; an engine that does not answer is a problem only
+    when something says it was used."""
+    try:
+        found = engine_containers(url, everything, dry_run, tls)
+    except BenchError as exc:
+        (report.problems if required else report.unchecked).append(exc.one_line())
+        return
+    report.removed["container(s)"].extend(found)
+
+
 def containers(client: docker.DockerClient, everything: bool, dry_run: bool) -> list[str]:
     """Remove bench's orphaned containers; one description per container removed."""
     with translated("gc: cannot list containers"):
@@ -42,7 +152,8 @@ def containers(client: docker.DockerClient, everything: bool, dry_run: bool) -> 
     removed = []
     for container in found:
         labels = container.labels
-        if not everything and controller_alive(labels.get(LABEL_CONTROLLER, "")):
+        live = _owned_by_live(labels.get(LABEL_OWNER), labels.get(LABEL_CONTROLLER))
+        if not everything and live:
             continue
         removed.append(
             f"{container.short_id} (run {labels.get(LABEL_RUN)}, target {labels.get(LABEL_TARGET)})"
@@ -53,9 +164,11 @@ def containers(client: docker.DockerClient, everything: bool, dry_run: bool) -> 
     return removed
 
 
-def engine_containers(docker_host: str | None, everything: bool, dry_run: bool) -> list[str]:
+def engine_containers(
+    docker_host: str | None, everything: bool, dry_run: bool, tls: DockerTls | None = None
+) -> list[str]:
     """``containers`` on the engine at ``docker_host`` (default: the usual resolution)."""
-    engine = connect(docker_host)
+    engine = connect(docker_host, tls)
     try:
         return containers(engine.control, everything=everything, dry_run=dry_run)
     finally:
@@ -65,14 +178,24 @@ def engine_containers(docker_host: str | None, everything: bool, dry_run: bool) 
 def guests(everything: bool, dry_run: bool) -> list[str]:
     """Kill orphaned QEMU guests and delete their overlays; one description per guest."""
     removed = []
-    for directory, owner in qemu.owners():
-        if not everything and owner and controller_alive(str(owner.get("controller", ""))):
+    for directory, record in qemu.owners():
+        if not record and _age_s(directory) < UNOWNED_GRACE_S:
+            continue  # being created right now: its owner file comes next
+        live = _owned_by_live(record.get("owner"), record.get("controller"))
+        if not everything and record and live:
             continue
-        pid = owner.get("qemu_pid", "?")
+        pid = record.get("qemu_pid") or "?"
         removed.append(
-            f"{directory.name} (run {owner.get('run_id')}, target {owner.get('target')}, "
+            f"{directory.name} (run {record.get('run_id')}, target {record.get('target')}, "
             f"QEMU pid {pid})"
         )
         if not dry_run:
-            qemu.remove_guest(directory, owner)
+            qemu.remove_guest(directory, record)
     return removed
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return UNOWNED_GRACE_S

@@ -7,6 +7,7 @@ stops a benchmark (the pyperf approach).
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -53,18 +54,19 @@ def now_iso(timespec: str = "seconds") -> str:
 
 
 def new_run_id(suite_dir: Path) -> str:
-    """A sortable run id, the UTC time to the second, suffixed if that run already exists."""
+    """A run id that sorts by time (UTC, to the second) and never collides: a random suffix
+    keeps apart runs started in the same second, even of suites in different directories
+    (every schedule left at its default time starts its suite in the same second)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    candidate, n = stamp, 1
-    while (suite_dir / candidate).exists():
-        n += 1
-        candidate = f"{stamp}-{n}"
-    return candidate
+    while True:
+        candidate = f"{stamp}-{secrets.token_hex(3)}"
+        if not (suite_dir / candidate).exists():
+            return candidate
 
 
 def controller_label() -> str:
-    """``host:pid`` of this controller: what containers and guests record as their owner, so
-    that ``bench gc`` can tell a live run's resources from a dead one's."""
+    """``host:pid`` of this controller, for people reading labels and owner files; ownership
+    itself is decided by ``bench.owner.token()`` (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

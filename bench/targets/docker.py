@@ -5,7 +5,8 @@ its command line, the worker package copied in only for an image bench did not b
 attached) and ``start``; together they are the ``provision`` phase. A pull is timed on its own
 (``startup.pull_s``) before the first cell so that a cold image is visible instead of hidden in
 start-up. Every container carries the run id as a label and is removed on success, failure and
-Ctrl-C; ``bench gc`` finds any that a killed controller left behind.
+Ctrl-C; they also carry their invocation's owner token, so a run removes only its own, and
+``bench gc`` finds any that a killed controller left behind.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import docker.utils
 from docker.models.containers import Container
 from pydantic import Field, model_validator
 
-from bench import cache, interrupts, metadata
+from bench import cache, interrupts, metadata, owner, state
 from bench.build.builder import Builder
 from bench.errors import TargetError, WorkerError
 from bench.limits import Cpus, GpuCount
@@ -41,6 +42,7 @@ from bench.targets.stream import EventStream
 LABEL_RUN = "bench.run_id"
 LABEL_TARGET = "bench.target"
 LABEL_CONTROLLER = "bench.controller"
+LABEL_OWNER = "bench.owner"
 GPU_HINT = "install the NVIDIA Container Toolkit on the engine's host and restart the engine"
 REMOTE_MEMORY = "remote Docker engine: host-side memory is only probed for an engine on this host"
 
@@ -310,6 +312,8 @@ class DockerTarget:
             env["PYTHONPATH"] = f"{root}/lib"
         labels = {LABEL_RUN: run_id, LABEL_TARGET: self.config.name}
         labels[LABEL_CONTROLLER] = metadata.controller_label()
+        labels[LABEL_OWNER] = owner.token()
+        self._record_engine()
         client = self.engine.control
         try:
             created = client.api.create_container(
@@ -428,18 +432,28 @@ class DockerTarget:
             },
         }
 
+    def _record_engine(self) -> None:
+        """Name the engine in this invocation's record, so that ``bench gc`` looks for
+        leftovers there too, even when it is not gc's default engine."""
+        tls = self.config.tls.model_dump() if self.config.tls else None
+        url = resolve_url(self.config.docker_host)
+        state.current().add(f"docker:{self.config.name}", "docker_engine", url=url, tls=tls)
+
     def cleanup(self, run_id: str) -> None:
-        """Remove every container labelled with this run (normally none are left), then close
-        the engine's connections."""
+        """Remove every container of this run that this invocation made (normally none are
+        left; another invocation given the same run id keeps its own), then close the
+        engine's connections."""
         if self._engine is None:
             return
+        labels = [f"{LABEL_RUN}={run_id}", f"{LABEL_OWNER}={owner.token()}"]
         try:
             with translated(f"{self.label}: cleanup"):
                 leftovers = self._engine.control.containers.list(
-                    all=True, filters={"label": f"{LABEL_RUN}={run_id}"}
+                    all=True, filters={"label": labels}
                 )
             for container in leftovers:
                 self._remove(container)
+            state.current().discard(f"docker:{self.config.name}")
         finally:
             self._engine.close()
             self._engine = None

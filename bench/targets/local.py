@@ -3,13 +3,15 @@
 This is the baseline every isolated target is compared with, so it adds nothing between the
 interpreter and the workload: a fresh process per repetition (start-up measured every time),
 the spec on stdin, events on stdout, and its own process group so that teardown (and Ctrl-C)
-reaches DataLoader worker processes too.
+reaches DataLoader worker processes too. Its directory and process group are recorded for
+``bench gc`` (see ``bench.state``), which removes them if the controller is killed outright.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from bench import cache, interrupts
+from bench import cache, interrupts, owner, state
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import envvars, worker
@@ -30,6 +32,8 @@ from bench.targets.stream import EventStream
 
 if TYPE_CHECKING:
     from bench.build.builder import Builder
+
+OWNER_MARK = ".bench-owner"
 
 
 class LocalTargetConfig(TargetConfig):
@@ -157,11 +161,15 @@ class LocalTarget:
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[LocalDeployment]:
         """Start a fresh worker process; leaving the context kills and reaps it."""
         self._check_python()
-        workdir = tempfile.mkdtemp(prefix=f"bench-{run_id}-")
+        record = state.current()
+        with interrupts.deferred():
+            workdir = make_workdir(run_id, record)
+        key = f"worker:{workdir}"
         deployment: LocalDeployment | None = None
         try:
             with interrupts.deferred():  # a process started is a process tracked
                 deployment = LocalDeployment(self._spawn(workdir), f"target {self.config.name!r}")
+                record.add(key, "local_worker", tmpdir=workdir, pgid=deployment.proc.pid)
             _send_spec(deployment.proc, spec)
             yield deployment
         finally:
@@ -169,6 +177,7 @@ class LocalTarget:
                 if deployment is not None:
                     deployment.close()
                 shutil.rmtree(workdir, ignore_errors=True)
+                record.discard(key)
 
     def _spawn(self, workdir: str) -> subprocess.Popen[bytes]:
         """The worker process, in its own session so that Ctrl-C reaches the controller only."""
@@ -184,6 +193,36 @@ class LocalTarget:
             )
         except OSError as exc:
             raise TargetError(f"target {self.config.name!r}: cannot start worker: {exc}") from None
+
+
+def make_workdir(run_id: str, record: state.Record) -> str:
+    """A new private directory for one worker (its cwd and TMPDIR), recorded before it is
+    made and marked with this invocation's owner token, so that ``bench gc`` can find it and
+    the worker processes inside it whatever moment a SIGKILL hits the controller."""
+    workdir = os.path.join(tempfile.gettempdir(), f"bench-{run_id}-{secrets.token_hex(4)}")
+    key = record.add(f"worker:{workdir}", "local_worker", tmpdir=workdir, pgid=None)
+    try:
+        os.mkdir(workdir, 0o700)  # never one that exists: it would not be ours
+    except OSError as exc:
+        record.discard(key)
+        raise TargetError(f"cannot create the worker directory {workdir}: {exc}") from None
+    try:
+        with open(os.path.join(workdir, OWNER_MARK), "x") as handle:
+            handle.write(owner.token() + "\n")
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        record.discard(key)
+        raise TargetError(f"cannot mark the worker directory {workdir}: {exc}") from None
+    return workdir
+
+
+def workdir_owner(workdir: str) -> str | None:
+    """The owner token a worker directory is marked with (None: not a bench directory)."""
+    try:
+        with open(os.path.join(workdir, OWNER_MARK)) as handle:
+            return handle.read(200).strip()
+    except OSError:
+        return None
 
 
 def _send_spec(proc: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:

@@ -2,9 +2,10 @@
 and always torn down (QEMU terminated and reaped, overlay and runtime files deleted).
 
 Each guest gets a directory under the harness's state directory holding its copy-on-write
-overlay, serial console log, known_hosts and an ``owner.json`` naming the controller process.
-A controller killed outright cannot clean up; ``bench gc`` reads those files to find QEMU
-processes whose controller is gone and removes them with their directories.
+overlay, serial console log, known_hosts and an ``owner.json`` naming the invocation that
+started it (its owner token). A controller killed outright cannot clean up; ``bench gc`` reads
+those files to find QEMU processes whose owner is gone and removes them with their
+directories.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import paramiko
 
-from bench import metadata
+from bench import metadata, owner, state
 from bench.errors import TargetError
 from bench.targets.sshconn import Endpoint, Unreachable, connect_once, state_dir
 
@@ -123,8 +124,10 @@ class Guest:
         return self.directory / CONSOLE_FILE
 
     def start(self) -> None:
-        """Overlay on the pristine disk, owner file, then QEMU (not waited for)."""
+        """Owner file, overlay on the pristine disk, then QEMU (not waited for). The owner
+        file comes first so that no directory of a live guest is ever without one."""
         self.directory.mkdir(parents=True)
+        self._write_owner()
         overlay = self.directory / "overlay.qcow2"
         _qemu_img(self.machine.binary, self.machine.disk, overlay)
         self.port = free_port()
@@ -140,20 +143,20 @@ class Guest:
             raise TargetError(f"{self.label}: cannot start {self.machine.binary}: {exc}") from None
         finally:
             log.close()
-        self._write_owner()
+        self._write_owner(self.process.pid)
         if self.machine.pin:
             pin_vcpus(self.process.pid, self.machine.pin, self.label)
 
-    def _write_owner(self) -> None:
-        assert self.process is not None
-        owner = {
+    def _write_owner(self, pid: int | None = None) -> None:
+        record = {
+            "owner": owner.token(),
             "controller": metadata.controller_label(),
-            "qemu_pid": self.process.pid,
+            "qemu_pid": pid,
             "run_id": self.run_id,
             "target": self.target,
             "port": self.port,
         }
-        (self.directory / OWNER_FILE).write_text(json.dumps(owner) + "\n")
+        state.write_private(self.directory / OWNER_FILE, json.dumps(record) + "\n")
 
     def wait_for_ssh(self, endpoint: Endpoint, deadline: float) -> paramiko.SSHClient:
         """Poll until the guest's sshd completes a login; the boot timeout and an exiting
@@ -329,18 +332,26 @@ def owners() -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
-def remove_guest(directory: Path, owner: dict[str, Any]) -> None:
-    """Kill the guest's QEMU (only if that pid still runs *this* guest) and delete its files."""
-    pid = owner.get("qemu_pid")
-    if isinstance(pid, int) and _runs_from(pid, directory):
+def remove_guest(directory: Path, record: dict[str, Any]) -> None:
+    """Kill the guest's QEMU and delete its files. The QEMU is the process whose command line
+    names ``directory`` (its recorded pid may be missing, or reused by another process)."""
+    for pid in _running_from(directory):
         terminate(pid)
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _runs_from(pid: int, directory: Path) -> bool:
-    """Whether ``pid`` is a QEMU whose command line names ``directory`` (pids get reused)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(directory).encode() in cmdline and _alive(pid)
+def _running_from(directory: Path) -> list[int]:
+    """Live QEMU processes of the guest in ``directory``: those with its console argument
+    (``-serial file:<directory>/console.log``; each guest's directory is unique)."""
+    argument = f"file:{directory / CONSOLE_FILE}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argument in arguments and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found

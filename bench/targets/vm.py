@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, model_validator
 
-from bench import cache, interrupts, metadata
+from bench import cache, interrupts, metadata, owner
 from bench.build import guest as guest_build
 from bench.build.builder import Builder
 from bench.build.guest import GuestImage
@@ -308,10 +308,12 @@ class QemuVmTarget:
             yield VmDeployment(client, channel, self.label, vm, sampler)
 
     def cleanup(self, run_id: str) -> None:
-        """Each guest is removed when its cell ends; this catches any that escaped."""
-        for directory, owner in owners():
-            if owner.get("run_id") == run_id and owner.get("target") == self.config.name:
-                remove_guest(directory, owner)
+        """Each guest is removed when its cell ends; this catches any of this invocation's
+        that escaped (another invocation given the same run id keeps its own)."""
+        for directory, record in owners():
+            ours = record.get("run_id") == run_id and record.get("target") == self.config.name
+            if ours and owner.mine(record.get("owner")):
+                remove_guest(directory, record)
 
 
 def _check_pins(pins: list[int] | None, label: str) -> None:

@@ -10,6 +10,7 @@ is the SSH connection only and the manifest says that boot was not measured.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import time
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, field_validator, model_validator
 
-from bench import interrupts
+from bench import interrupts, state
 from bench.build.builder import Builder
 from bench.errors import TargetError
 from bench.limits import Seconds
@@ -89,8 +90,24 @@ class StaticVmTarget(SshTarget):
             return self._connect()
         assert self.config.start is not None
         deadline = time.monotonic() + self.config.boot_timeout_s
+        self._record_started()
         self._run("start", self.config.start)
         return self._wait_for_ssh(deadline)
+
+    def _record_started(self) -> None:
+        """Record the stop command before the start command runs: after a SIGKILL of the
+        controller, ``bench gc`` runs it (in the same directory) to shut the VM down."""
+        c = self.config
+        state.current().add(
+            f"static_vm:{c.name}:{c.host}:{c.port}",
+            "static_vm",
+            target=c.name,
+            host=c.host,
+            port=c.port,
+            stop=c.stop,
+            cwd=os.getcwd(),
+            timeout_s=c.command_timeout_s,
+        )
 
     def _wait_for_ssh(self, deadline: float) -> paramiko.SSHClient:
         endpoint = self.endpoint()
@@ -142,6 +159,8 @@ class StaticVmTarget(SshTarget):
     def _stop(self) -> None:
         if self.config.stop is not None:
             self._run("stop", self.config.stop)
+            c = self.config
+            state.current().discard(f"static_vm:{c.name}:{c.host}:{c.port}")
 
     def drop_caches(self) -> str | None:
         """A running VM's guest cache is dropped over SSH. One that is started for each
