@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_systemd_units_verify_and_install_twice_is_idempotent(places, tmp_path: 
 
 def test_cron_entry_is_well_formed_and_idempotent(places, tmp_path: Path) -> None:
     suite, dirs = places
-    assert install(suite, dirs, "--with", "cron", "--at", "3:07").returncode == 0
+    options = ["--keep", "4", "--metric-threshold", "x y=10%"]
+    assert install(suite, dirs, "--with", "cron", "--at", "3:07", *options).returncode == 0
     entry = tmp_path / "cron.d" / "bench-nightly-sched"
     lines = [x for x in entry.read_text().splitlines() if x and not x.startswith("#")]
     assert lines[0] == "SHELL=/bin/sh"
@@ -67,8 +69,10 @@ def test_cron_entry_is_well_formed_and_idempotent(places, tmp_path: Path) -> Non
     assert syntax.returncode == 0, syntax.stderr
     assert re.search(rf"bench nightly {re.escape(str(suite))} --history ", command)
     assert ". /etc/bench/nightly.env" in command and "set -a" in command  # exported
+    words = shlex.split(cron_unescape(command))
+    assert words[words.index("--keep") :][: len(options)] == options
     text = entry.read_text()
-    assert "unchanged: " in install(suite, dirs, "--with", "cron", "--at", "3:07").stdout
+    assert "unchanged: " in install(suite, dirs, "--with", "cron", "--at", "3:07", *options).stdout
     assert entry.read_text() == text
 
 
@@ -129,7 +133,7 @@ def test_cron_command_runs_no_injected_code_and_passes_every_path_whole(tmp_path
     from bench.schedule import bench_executable
 
     suite, history = hostile_places(tmp_path)
-    options = ["--threshold", "3%", "--keep", "4", "--metric-threshold", "x y=10%"]
+    options = ["--threshold", "3%"]
     done = bench_cli(
         "schedule", "install", str(suite), "--history", str(history), "--with", "cron",
         "--cron-dir", str(tmp_path / "cron.d"), *options,
