@@ -1,8 +1,8 @@
 """A remote run directory is trusted only when this run created it: one planted by someone
 else (or a symlink, or one in a workdir others can write) is refused, and nothing in it runs.
 
-Every test plants a worker package that would write PWNED the moment it ran: the fingerprint
-step runs the package before any cell, so no workload has to run to prove the point.
+The planted worker packages would write PWNED the moment they ran: the fingerprint step runs
+the package before any cell, so no workload has to run to prove the point.
 """
 
 from __future__ import annotations
@@ -59,9 +59,8 @@ def target(server: SshServer, workdir: Path) -> SshTarget:
     return SshTarget(config)
 
 
-def refused(server: SshServer, workdir: Path, run_id: str, pwned: Path | None = None) -> str:
+def refused(remote: SshTarget, run_id: str, pwned: Path | None = None) -> str:
     """The one-line error of a fingerprint that must not use the run directory."""
-    remote = target(server, workdir)
     try:
         with pytest.raises(TargetError) as caught:
             remote.fingerprint(run_id)
@@ -70,39 +69,51 @@ def refused(server: SshServer, workdir: Path, run_id: str, pwned: Path | None = 
     assert pwned is None or not pwned.exists(), "bench ran code planted in the run directory"
     line = caught.value.one_line()
     assert "\n" not in line
-    assert f"{server.host}:{remote.run_dir(run_id)}" in line
+    assert f"{remote.config.host}:{remote.run_dir(run_id)}" in line
     return line
 
 
-@pytest.mark.slow  # a whole bench run: about 5 s
 def test_a_planted_run_directory_is_refused_and_its_code_never_runs(server, remote_dir, tmp_path):
     pwned = tmp_path / "PWNED"
-    planted = plant(remote_dir / f"bench-{RUN_ID}", pwned)
-    give_away(remote_dir / f"bench-{RUN_ID}")
+    remote = target(server, remote_dir)
+    run_dir = Path(remote.run_dir(RUN_ID))
+    planted = plant(run_dir, pwned)
+    give_away(run_dir)
+    line = refused(remote, RUN_ID, pwned)
+    assert "already exists" in line
+    assert (planted / "workloads" / "__main__.py").is_file()  # not ours: left alone
+
+
+@pytest.mark.slow  # a whole bench run: about 5 s
+def test_cells_fail_cleanly_when_the_workdir_is_unsafe(server, tmp_path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could rename the run directory away and put another in place
     suite = tmp_path / "suite.yaml"
-    entry = server.target_yaml(python=sys.executable, workdir=str(remote_dir))
+    entry = server.target_yaml(python=sys.executable, workdir=str(shared))
     suite.write_text(
         "name: trust\nrepetitions: 1\n"
         f"targets:\n  - {entry}\n"
         "workloads:\n  - {name: t, kind: train_step, batch_size: 8, steps: 2, warmup_steps: 1}\n"
     )
     done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), "--run-id", RUN_ID)
-    assert not pwned.exists(), "bench ran code planted in the remote run directory"
     assert done.returncode == 1, done.stderr
     run = tmp_path / "r" / "trust" / RUN_ID
     error = load_cells(run).iloc[0]["error"]
-    assert "refusing remote run directory" in error and "already exists" in error
-    assert f"{server.host}:{remote_dir}/bench-{RUN_ID}" in error
+    assert "\n" not in error
+    assert f"refusing remote run directory {server.host}:{shared}/bench-" in error
+    assert "can be written by others" in error
     assert "refusing" in load_manifest(run)["targets"]["remote"]["fingerprint_error"]
-    assert (planted / "workloads" / "__main__.py").is_file()  # not ours: left alone
+    assert list(shared.iterdir()) == []
 
 
 def test_a_world_writable_run_directory_is_refused(server, remote_dir, tmp_path) -> None:
     pwned = tmp_path / "PWNED"
-    run_dir = remote_dir / "bench-writable"
+    remote = target(server, remote_dir)
+    run_dir = Path(remote.run_dir("writable"))
     plant(run_dir, pwned)
     run_dir.chmod(0o777)
-    assert "already exists" in refused(server, remote_dir, "writable", pwned)
+    assert "already exists" in refused(remote, "writable", pwned)
     assert run_dir.is_dir()
 
 
@@ -110,17 +121,19 @@ def test_a_symlink_in_place_of_the_run_directory_is_refused(server, remote_dir, 
     pwned = tmp_path / "PWNED"
     elsewhere = tmp_path / "elsewhere"
     plant(elsewhere, pwned)
-    (remote_dir / "bench-linked").symlink_to(elsewhere)
-    assert "already exists" in refused(server, remote_dir, "linked", pwned)
+    remote = target(server, remote_dir)
+    link = Path(remote.run_dir("linked"))
+    link.symlink_to(elsewhere)
+    assert "already exists" in refused(remote, "linked", pwned)
     assert sorted(p.name for p in elsewhere.iterdir()) == [package.build().name]
-    assert (remote_dir / "bench-linked").is_symlink()
+    assert link.is_symlink()
 
 
 def test_a_workdir_others_can_write_is_refused_unless_sticky(server, tmp_path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # anyone could rename the run directory away and put another in place
-    assert "can be written by others" in refused(server, shared, "open")
+    assert "can be written by others" in refused(target(server, shared), "open")
     assert list(shared.iterdir()) == []
     shared.chmod(0o1777)  # like /tmp: only the owner may rename or delete an entry
     remote = target(server, shared)
@@ -133,18 +146,6 @@ def test_a_workdir_others_can_write_is_refused_unless_sticky(server, tmp_path) -
     assert oct(pkg_dir.parent.stat().st_mode & 0o7777) == oct(0o700)
     remote.cleanup("sticky")
     assert list(shared.iterdir()) == []
-
-
-def test_targets_of_one_run_share_the_directory_they_created(server, remote_dir) -> None:
-    first, second = target(server, remote_dir), target(server, remote_dir)
-    client = first._connect()
-    try:
-        assert first._prepare(client, "shared") == second._prepare(client, "shared")
-    finally:
-        client.close()
-    first.cleanup("shared")
-    second.cleanup("shared")
-    assert list(remote_dir.iterdir()) == []
 
 
 def test_an_archive_whose_hash_differs_is_not_unpacked(tmp_path) -> None:

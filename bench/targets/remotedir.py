@@ -5,9 +5,9 @@ SSH user. It is therefore created atomically (``mkdir``, never ``mkdir -p``: an 
 directory, whoever planted it, is refused), checked to be a real directory owned by the SSH
 user with mode 0700, inside a ``workdir`` that no one else can rename it out of. Nothing found
 on the host is trusted: the package is uploaded into the new directory and its SHA-256 is
-checked on the remote side before it is unpacked. What this process created and uploaded is
-remembered here, per host, user and path, so later cells of the same run reuse it and cleanup
-removes only directories this process made.
+checked on the remote side before it is unpacked. What a target created and uploaded is
+remembered (``Owned``), so later cells of the same run reuse it and cleanup removes only
+directories the target made.
 """
 
 from __future__ import annotations
@@ -77,12 +77,9 @@ def install_command(python: str, archive: str, pkg_dir: str, data: bytes) -> str
     return " ".join(shlex.quote(word) for word in words)
 
 
-Key = tuple[str, int, str, str]  # host, port, user, run directory
-
-
 @dataclass
 class Held:
-    """What this process did in one remote run directory."""
+    """What a target did in one remote run directory."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     created: bool = False
@@ -90,26 +87,22 @@ class Held:
 
 
 class Owned:
-    """The remote run directories this process created (shared by every target of the run:
-    two targets on one host and workdir use one directory)."""
+    """The remote run directories one target created, and what it put in them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dirs: dict[Key, Held] = {}
+        self._dirs: dict[str, Held] = {}
 
     @contextmanager
-    def claim(self, key: Key) -> Iterator[Held]:
-        """The record of ``key``, held exclusively (one upload per directory at a time)."""
+    def claim(self, run_dir: str) -> Iterator[Held]:
+        """The record of ``run_dir``, held exclusively (one upload into it at a time)."""
         with self._lock:
-            held = self._dirs.setdefault(key, Held())
+            held = self._dirs.setdefault(run_dir, Held())
         with held.lock:
             yield held
 
-    def forget(self, key: Key) -> bool:
-        """Drop the record; whether this process had created the directory."""
+    def forget(self, run_dir: str) -> bool:
+        """Drop the record; whether the directory had been created."""
         with self._lock:
-            held = self._dirs.pop(key, None)
+            held = self._dirs.pop(run_dir, None)
         return held is not None and held.created
-
-
-OWNED = Owned()

@@ -27,17 +27,13 @@ from pydantic import Field, SecretStr
 from bench import cache, interrupts
 from bench.errors import TargetError, WorkerError
 from bench.limits import MAX_RETRIES, Seconds
-from bench.targets import envvars, package, worker
+from bench.targets import envvars, package, remotedir, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.envvars import EnvMap, FromEnv
 from bench.targets.sshconn import Endpoint, connect
 from bench.targets.stream import EventStream
 
 REMOTE_HOST_MEMORY = "remote host: the controller does not probe a remote host's memory"
-EXTRACT = (
-    "import sys, tarfile; t = tarfile.open(sys.argv[1]); "
-    "t.extractall(sys.argv[2], **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))"
-)
 
 
 class SshTargetConfig(TargetConfig):
@@ -204,9 +200,8 @@ class SshTarget:
 
     def __init__(self, config: SshTargetConfig) -> None:
         self.config = config
-        self._ready: set[str] = set()  # run directories that hold the package already
         self._orphans: set[int] = set()  # workers a dropped connection kept us from stopping
-        self._lock = threading.Lock()
+        self._owned = remotedir.Owned()  # the remote run directories this target created
 
     @property
     def label(self) -> str:
@@ -251,19 +246,37 @@ class SshTarget:
         return self._connect()
 
     def _prepare(self, client: paramiko.SSHClient, run_id: str) -> str:
-        """Check the interpreter and put the package in the run directory; its path."""
+        """Check the interpreter and put the package in a run directory this target created
+        (``remotedir``: a directory found on the host is refused, never reused); its path."""
         pkg = package.build()
         run_dir = self.run_dir(run_id)
         pkg_dir = posixpath.join(run_dir, pkg.name)
-        with self._lock:
-            if pkg_dir in self._ready:
+        with self._owned.claim(run_dir) as held:
+            if pkg.name in held.packages:
                 return pkg_dir
             self._check_python(client)
-            status, _ = execute(client, f"test -f {q(pkg_dir + '/.complete')}")
-            if status != 0:
-                self._upload(client, run_dir, pkg_dir, pkg)
-            self._ready.add(pkg_dir)
+            if not held.created:
+                self._make_run_dir(client, run_dir)
+                held.created = True
+            self._upload(client, pkg_dir, pkg)
+            held.packages.add(pkg.name)
         return pkg_dir
+
+    def _disown(self, run_id: str) -> bool:
+        """Forget the run directory; whether this target created it (only then is it ours to
+        remove)."""
+        return self._owned.forget(self.run_dir(run_id))
+
+    def _make_run_dir(self, client: paramiko.SSHClient, run_dir: str) -> None:
+        command = remotedir.make_dir_command(self.config.python, run_dir)
+        status, output = execute(client, command)
+        if status != 0:
+            why = " ".join(output.split()) or f"exit status {status}"
+            raise TargetError(
+                f"{self.label}: refusing remote run directory {self.config.host}:{run_dir}: {why}",
+                hint="bench only uses a run directory it has just created; remove a leftover "
+                "of your own, or set workdir: to a directory only you can write",
+            )
 
     def _check_python(self, client: paramiko.SSHClient) -> None:
         python = self.config.python
@@ -277,26 +290,19 @@ class SshTarget:
             last = output.strip().splitlines()[-1:] or ["?"]
             raise TargetError(f"{self.label}: remote python {python!r} failed: {last[0]}")
 
-    def _upload(
-        self, client: paramiko.SSHClient, run_dir: str, pkg_dir: str, pkg: package.Package
-    ) -> None:
+    def _upload(self, client: paramiko.SSHClient, pkg_dir: str, pkg: package.Package) -> None:
+        """Upload the archive and unpack it only if its SHA-256 on the host is the one sent."""
         archive = pkg_dir + ".tar.gz"
-        status, output = execute(client, f"mkdir -p -m 700 {q(run_dir)}")
-        if status != 0:
-            raise TargetError(f"{self.label}: cannot create {run_dir}: {output.strip()}")
         try:
             with client.open_sftp() as sftp:
                 sftp.putfo(io.BytesIO(pkg.archive), archive)
         except (paramiko.SSHException, OSError) as exc:
             raise TargetError(f"{self.label}: upload to {archive} failed: {exc}") from None
-        python = q(self.config.python)
-        command = (
-            f"{python} -c {q(EXTRACT)} {q(archive)} {q(pkg_dir)} && "
-            f"touch {q(pkg_dir + '/.complete')} && rm -f {q(archive)}"
-        )
+        command = remotedir.install_command(self.config.python, archive, pkg_dir, pkg.archive)
         status, output = execute(client, command)
         if status != 0:
-            raise TargetError(f"{self.label}: unpacking the worker failed: {output.strip()}")
+            last = output.strip().splitlines()[-1:] or [f"exit status {status}"]
+            raise TargetError(f"{self.label}: unpacking the worker failed: {last[0]}")
 
     def _command(self, pkg_dir: str, cell_dir: str, args: list[str], secrets: bool = True) -> str:
         """The worker's command; a fingerprint has no stdin to read secrets from, nor needs any."""
@@ -364,6 +370,8 @@ class SshTarget:
             for pid in sorted(self._orphans - {0}):
                 execute(client, kill_group_command(self.config.python, pid), timeout=15)
             self._orphans.clear()
+            if not self._disown(run_id):
+                return  # never created by this target (refused, or never needed): not ours
             status, output = execute(client, f"rm -rf {q(self.run_dir(run_id))}", timeout=60)
             if status != 0:
                 raise TargetError(f"{self.label}: cannot remove {self.run_dir(run_id)}: {output}")

@@ -203,7 +203,7 @@ class StaticVmTarget(SshTarget):
         """Remove the run directory before the VM stops (nothing remains for ``cleanup``)."""
         with suppress(TargetError):  # a guest already down keeps nothing we started
             SshTarget.cleanup(self, run_id)
-        self._ready.clear()
+        self._disown(run_id)  # after a boot the directory is made afresh, or refused if left
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The VM's environment; a booted VM is stopped again afterwards."""
