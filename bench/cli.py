@@ -437,7 +437,7 @@ def nightly(
                 err.print(f"webhook: {outcome.webhook}", highlight=False, markup=False)
         prom, parquet = night.export(history_dir, outcome)
         out.print(f"exports: {prom}, {parquet}", highlight=False, soft_wrap=True)
-        for run_id in night.prune(history_dir, keep):
+        for run_id in night.prune(history_dir, keep, _warn):
             out.print(f"pruned (summary kept): {run_id}", highlight=False)
     out.print(str(path), highlight=False, soft_wrap=True)
     if outcome.regressions or summary.failed:
@@ -464,6 +464,10 @@ def nightly_arguments(suite: Path, history_dir: Path, options: list[str]) -> lis
         raise InputError(f"bench nightly option: {exc.format_message()}") from None
     nightly_limits(context.params["threshold"], context.params["metric_thresholds"])
     return args
+
+
+def _warn(line: str) -> None:
+    err.print(f"warning: {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 @main.command(name="history")

@@ -4,22 +4,25 @@ dashboards and prune old runs."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
+import stat
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
 from bench import history, results, webhook
 from bench.compare import DRIFT, REGRESSION, Comparison, compare_runs
-from bench.errors import InputError
+from bench.errors import InputError, ResultsError
 from bench.report import comparison as render
 from bench.report.console import KEY_METRICS
 
@@ -27,11 +30,33 @@ LOCK = "nightly.lock"
 ALERTS = "alerts"
 PROM = "metrics.prom"
 PARQUET = "history.parquet"
+EXPORT_MODE = 0o644  # metrics.prom and history.parquet: read by exporters running as others
+DIR_MODE = 0o755  # a history directory bench creates: those readers must reach the exports
 WEBHOOK_ENV = "BENCH_ALERT_WEBHOOK"
 
 
 class LockedError(InputError):
     """Another ``bench nightly`` is using the history directory."""
+
+
+def _open_lock(path: Path) -> IO[str]:
+    """The lock file, opened without following a symbolic link (bench runs as root: a link
+    planted there would have it truncate any file on the system) and refused unless it is a
+    plain file with one name."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        what = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened: {exc}"
+        raise InputError(f"{path} {what}; nothing was changed", hint="remove it") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise InputError(
+            f"{path} is not a plain file with a single name; nothing was changed",
+            hint="remove it",
+        )
+    return os.fdopen(fd, "r+")
 
 
 @contextmanager
@@ -41,9 +66,10 @@ def locked(root: Path) -> Iterator[None]:
     ``flock`` is released by the kernel when the holder dies, so a killed run never leaves a
     stale lock behind; the file only says who holds it.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK
-    handle = path.open("a+")
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, DIR_MODE)  # the exports inside are for readers running as other users
+    handle = _open_lock(root / LOCK)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -249,26 +275,53 @@ def _timestamp(entry: history.Entry) -> float:
 
 def export(root: Path, outcome: Outcome) -> tuple[Path, Path]:
     """metrics.prom (replaced atomically, as the textfile collector requires) and
-    history.parquet (every run's summaries, one row per run and metric)."""
+    history.parquet (every run's summaries, one row per run and metric), both mode 0644."""
     prom = root / PROM
-    results.write_atomic(prom, openmetrics(outcome))
+    text = openmetrics(outcome)
+    _publish(prom, lambda path: _write_text(path, text))
     frame = history.series(history.History(root).entries())
     parquet = root / PARQUET
-    partial = root / f".{PARQUET}.partial"
-    frame.to_parquet(partial, index=False)
-    partial.replace(parquet)
+    _publish(parquet, lambda path: frame.to_parquet(path, index=False))
     return prom, parquet
 
 
-def prune(root: Path, keep: int) -> list[str]:
+def _publish(path: Path, write: Callable[[Path], None]) -> None:
+    """Replace ``path`` atomically by a file ``write`` fills, readable by everyone whatever the
+    umask (a node_exporter or dashboard runs as another user than the root cron job). The
+    temporary file has a fresh random name: nothing planted beside ``path`` is written to."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, EXPORT_MODE)
+        os.close(fd)
+        write(Path(name))
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    with path.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def prune(root: Path, keep: int, warn: Callable[[str], None] = lambda line: None) -> list[str]:
     """Delete the run directories of all but the newest ``keep`` runs in the index; their
-    summaries stay, so trends and change points still cover them."""
+    summaries stay, so trends and change points still cover them. An entry whose path leaves
+    the history is left as it is, and ``warn`` is told (one line each)."""
     store = history.History(root)
     entries = store.entries()
     pruned = []
     for entry in entries[: max(len(entries) - keep, 0)]:
         if entry.path:
-            shutil.rmtree(root / entry.path, ignore_errors=True)
+            try:
+                path = history.run_path(root, entry)
+            except ResultsError as exc:
+                warn(exc.one_line())
+                continue
+            shutil.rmtree(path, ignore_errors=True)
             pruned.append(entry.run_id)
             entry.path = ""
     if pruned:
