@@ -44,6 +44,8 @@ LABEL_TARGET = "bench.target"
 LABEL_CONTROLLER = "bench.controller"
 LABEL_OWNER = "bench.owner"
 GPU_HINT = "install the NVIDIA Container Toolkit on the engine's host and restart the engine"
+ENGINE_RETURN_S = 30.0  # how long the run's cleanup waits for an engine that went away
+GC_HINT = "bench gc removes the run's containers once the engine answers again"
 REMOTE_MEMORY = "remote Docker engine: host-side memory is only probed for an engine on this host"
 
 
@@ -125,6 +127,12 @@ class DockerDeployment:
                     f"its memory limit ({limit})",
                     stderr_tail=exc.stderr_tail,
                     hint="raise the target's memory: or make the workload smaller",
+                ) from None
+            if not engine_answers(self.engine):
+                raise WorkerError(
+                    f"{self.label}: the Docker engine at {self.engine.url} stopped answering "
+                    "during the cell (stopped or restarted): the worker's result is lost",
+                    stderr_tail=exc.stderr_tail,
                 ) from None
             raise
 
@@ -384,7 +392,8 @@ class DockerTarget:
                 if deployment is not None:
                     deployment.close()
                 if container is not None:
-                    self._remove(container)
+                    with suppress(TargetError):  # engine gone: cleanup retries, and says so
+                        self._remove(container)
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The worker's view from inside a container with the same limits, plus engine facts
@@ -447,7 +456,8 @@ class DockerTarget:
             return
         labels = [f"{LABEL_RUN}={run_id}", f"{LABEL_OWNER}={owner.token()}"]
         try:
-            with translated(f"{self.label}: cleanup"):
+            engine_answers(self._engine, within_s=ENGINE_RETURN_S)  # a restart takes seconds
+            with translated(f"{self.label}: cleanup", hint=GC_HINT):
                 leftovers = self._engine.control.containers.list(
                     all=True, filters={"label": labels}
                 )
@@ -457,6 +467,17 @@ class DockerTarget:
         finally:
             self._engine.close()
             self._engine = None
+
+
+def engine_answers(engine: Engine, within_s: float = 0.0) -> bool:
+    """Whether the engine answers a ping, asking again for up to ``within_s`` seconds."""
+    end = time.monotonic() + within_s
+    while True:
+        with suppress(Exception):
+            return bool(engine.control.ping())
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.5)
 
 
 def _gpu_request(gpus: str | int | list[str]) -> docker.types.DeviceRequest:
