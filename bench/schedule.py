@@ -196,7 +196,7 @@ def cron_text(
     environment file's variables exported, then ``bench nightly`` under ``timeout``."""
     hour, minute = when
     env = sh_word(str(ENV_FILE))
-    stop = ["timeout", f"--kill-after={KILL_AFTER_S}", str(timeout_s)]
+    stop = ["timeout", "-k", str(KILL_AFTER_S), str(timeout_s)]  # GNU and busybox alike
     shell = (
         f"cd {sh_word(str(workdir))} || exit 1; mkdir -p -- {sh_word(str(log.parent))} || exit 1; "
         f"if [ -r {env} ]; then set -a; . {env}; set +a; fi; "

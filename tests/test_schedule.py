@@ -260,3 +260,15 @@ def test_the_start_timeout_adds_up_every_cell_of_the_plan(tmp_path: Path) -> Non
     )
     cells = (100 + 300) + (200 + 300) + (100 + 300 + 50 + 40) + (200 + 300 + 50 + 40)
     assert start_timeout_s(load_suite(suite)) == 3600 + 3 * cells + 900
+
+
+def test_a_hung_night_under_cron_is_stopped_at_its_start_timeout(tmp_path: Path) -> None:
+    from bench import schedule
+
+    hung = tmp_path / "hung.sh"  # stands in for a bench nightly that never ends
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    text = schedule.cron_text("n", [str(hung)], tmp_path, tmp_path / "h" / "log", (2, 0), 1)
+    command = cron_unescape(text.splitlines()[-1].split(maxsplit=6)[6])
+    ran = subprocess.run(["/bin/sh", "-c", command], capture_output=True, timeout=120)
+    assert ran.returncode == 124  # timeout's status: the command was stopped
