@@ -1,7 +1,9 @@
 """``bench schedule``: run ``bench nightly`` every day at a fixed time, with a systemd timer
 where systemd is the init system, else a cron entry. Installing the same schedule twice
 changes nothing; the webhook URL stays out of the files (an optional environment file holds
-it, readable by root only)."""
+it, readable by root only). Paths and options are data in both: quoted for the shell or for
+systemd, checked as ``bench nightly`` checks them, refused when no quoting can hold them; and
+every night has a deadline derived from the suite, so a hung one cannot block the next."""
 
 from __future__ import annotations
 
