@@ -90,15 +90,19 @@ def qemu_processes(scope: Scope) -> list[str]:
     ]
 
 
-def worker_processes(scope: Scope) -> list[str]:
+def worker_pids(scope: Scope) -> list[int]:
     """Workers running from, or writing temporary files into, the scope's directories."""
     roots = scope.roots()
     return [
-        f"worker pid {pid} (cwd {cwd})"
+        pid
         for pid, cmdline, cwd, env in _processes()
-        if b"workloads" in cmdline
+        if b"\0-m\0workloads\0" in cmdline
         and (_inside(cwd, roots) or _inside(env.get("TMPDIR", ""), roots))
     ]
+
+
+def worker_processes(scope: Scope) -> list[str]:
+    return [f"worker pid {pid}" for pid in worker_pids(scope)]
 
 
 def containers(scope: Scope) -> list[str]:

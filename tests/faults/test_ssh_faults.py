@@ -1,0 +1,94 @@
+"""Faults of a ``kind: ssh`` run against a real OpenSSH server: the connection dropped while a
+worker runs, and the remote host's disk filling up during a cell."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import runs
+from tests.faults.leftovers import Scope, assert_nothing_left, worker_pids
+from tests.sshd import SSHD, SshServer
+
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server missing"),
+]
+
+LOAD = {
+    "name": "load",
+    "kind": "data_loading",
+    "samples": 64,
+    "sample_bytes": 65536,  # 4 MiB of samples on a 1 MiB file system
+    "batch_size": 16,
+    "num_workers": 0,
+    "warmup_batches": 1,
+}
+
+
+def remote(server: SshServer, workdir: Path) -> dict[str, object]:
+    return {
+        "name": "remote",
+        "kind": "ssh",
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "key": str(server.client_key),
+        "known_hosts": str(server.known_hosts),
+        "python": sys.executable,
+        "workdir": str(workdir),
+    }
+
+
+@pytest.fixture
+def scope(tmp_path: Path) -> Scope:
+    workdir = tmp_path / "remote"
+    workdir.mkdir()
+    return Scope(tmp_path, workdirs=(workdir,))
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_connection_dropped_mid_cell(server: SshServer, scope: Scope) -> None:
+    (workdir,) = scope.workdirs
+    path = runs.suite(scope, [remote(server, workdir)], [runs.TRAIN, runs.LONG])
+    proc = runs.start(scope, path)
+    runs.wait_for(lambda: runs.cells_written(scope) == 1, proc, 300, "the first cell")
+    (pid,) = runs.wait_for(lambda: worker_pids(scope), proc, 120, "the long cell's worker")
+    os.kill(parent(pid), signal.SIGKILL)  # the sshd process serving the worker's connection
+    status, _, stderr = runs.finish(proc)
+    assert status == 1, stderr
+    runs.one_line(stderr, "cell failed: long on remote #1", "connection dropped")
+    runs.cells_kept(scope, ok=["train@remote"], failed=["long@remote"])
+    assert_nothing_left(scope)
+
+
+@pytest.fixture
+def small_disk(scope: Scope) -> Iterator[Path]:
+    """The remote work directory on a 1 MiB tmpfs: room for the worker, not for its data."""
+    (workdir,) = scope.workdirs
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "bench-fault", str(workdir)], check=True
+    )
+    try:
+        yield workdir
+    finally:
+        subprocess.run(["umount", "--lazy", str(workdir)], check=False)
+
+
+def test_remote_disk_full(server: SshServer, scope: Scope, small_disk: Path) -> None:
+    path = runs.suite(scope, [remote(server, small_disk)], [runs.TRAIN, LOAD])
+    done = runs.run(scope, path)
+    assert done.returncode == 1, done.stderr
+    runs.one_line(done.stderr, "cell failed: load on remote #1", "No space left on device")
+    runs.cells_kept(scope, ok=["train@remote"], failed=["load@remote"])
+    assert_nothing_left(scope)
