@@ -20,10 +20,26 @@ from typing import Any, TypeVar
 from bench.results import load, load_cells
 from tests.conftest import REPO
 from tests.faults.leftovers import Scope
+from tests.sshd import SshServer
 
 T = TypeVar("T")
 TRAIN = {"name": "train", "kind": "train_step", "batch_size": 4, "steps": 3, "warmup_steps": 1}
 LONG = {"name": "long", "kind": "train_step", "batch_size": 4, "steps": 10**6, "timeout_s": 300}
+
+
+def ssh_target(server: SshServer, workdir: Path) -> dict[str, Any]:
+    """A target on the test's sshd that works in ``workdir``."""
+    return {
+        "name": "remote",
+        "kind": "ssh",
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "key": str(server.client_key),
+        "known_hosts": str(server.known_hosts),
+        "python": sys.executable,
+        "workdir": str(workdir),
+    }
 
 
 def suite(scope: Scope, targets: list[dict[str, Any]], workloads: list[dict[str, Any]]) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,20 +32,6 @@ LOAD = {
 }
 
 
-def remote(server: SshServer, workdir: Path) -> dict[str, object]:
-    return {
-        "name": "remote",
-        "kind": "ssh",
-        "host": server.host,
-        "port": server.port,
-        "user": server.user,
-        "key": str(server.client_key),
-        "known_hosts": str(server.known_hosts),
-        "python": sys.executable,
-        "workdir": str(workdir),
-    }
-
-
 @pytest.fixture
 def scope(tmp_path: Path) -> Scope:
     workdir = tmp_path / "remote"
@@ -60,7 +45,7 @@ def parent(pid: int) -> int:
 
 def test_connection_dropped_mid_cell(server: SshServer, scope: Scope) -> None:
     (workdir,) = scope.workdirs
-    path = runs.suite(scope, [remote(server, workdir)], [runs.TRAIN, runs.LONG])
+    path = runs.suite(scope, [runs.ssh_target(server, workdir)], [runs.TRAIN, runs.LONG])
     proc = runs.start(scope, path)
     runs.wait_for(lambda: runs.cells_written(scope) == 1, proc, 300, "the first cell")
     (pid,) = runs.wait_for(lambda: worker_pids(scope), proc, 120, "the long cell's worker")
@@ -86,7 +71,7 @@ def small_disk(scope: Scope) -> Iterator[Path]:
 
 
 def test_remote_disk_full(server: SshServer, scope: Scope, small_disk: Path) -> None:
-    path = runs.suite(scope, [remote(server, small_disk)], [runs.TRAIN, LOAD])
+    path = runs.suite(scope, [runs.ssh_target(server, small_disk)], [runs.TRAIN, LOAD])
     done = runs.run(scope, path)
     assert done.returncode == 1, done.stderr
     runs.one_line(done.stderr, "cell failed: load on remote #1", "No space left on device")
