@@ -414,15 +414,19 @@ def nightly(
     """
     import os
 
+    from bench import history
     from bench import nightly as night
     from bench.report import comparison as render
 
     limit, overrides = nightly_limits(threshold, metric_thresholds)
     with night.locked(history_dir):
+        history.History(history_dir).entries()  # an unreadable index stops the night unrun
         path, summary = _execute(suite, history_dir / "runs", None, parallel_hosts)
         _print_run(path)
         report = _write_report(path)
         outcome = night.record(history_dir, path, limit, overrides)
+        for line in outcome.missing:
+            _warn(line)
         if outcome.comparison is not None:
             render.print_comparison(out, outcome.comparison)
         out.print(f"verdict: {outcome.entry.verdict}", highlight=False)

@@ -148,11 +148,12 @@ class History:
 
 def previous(entries: list[Entry], new: Entry) -> tuple[Entry | None, list[str]]:
     """The newest earlier run that ``new`` can be compared with (same suite digest, same
-    target identities, complete or failed but measured), and the fingerprint events: what
-    changed in the targets since the newest earlier run of the same suite."""
+    target identities, complete or failed but measured, its directory still kept), and the
+    fingerprint events: what changed in the targets since the newest earlier run of the same
+    suite."""
     same_suite = [e for e in entries if e.suite_hash == new.suite_hash and e.run_id != new.run_id]
     events = _events(same_suite[-1], new) if same_suite else []
-    comparable = [e for e in same_suite if e.targets == new.targets and e.summary]
+    comparable = [e for e in same_suite if e.targets == new.targets and e.summary and e.path]
     return (comparable[-1] if comparable else None), events
 
 

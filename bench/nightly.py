@@ -104,6 +104,7 @@ class Outcome:
     alert: Path | None = None
     webhook: str | None = None  # None: not configured; else "sent" or why it failed
     pruned: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # run directories deleted by hand
 
     @property
     def regressions(self) -> int:
@@ -123,6 +124,7 @@ def record(
     """Add the run to the history, compared with the previous comparable run."""
     store = history.History(root)
     entries = store.entries()
+    missing = forget_missing(root, entries)
     entry = history.summarize_run(run_dir, root)
     before, events = history.previous(entries, entry)
     found = None
@@ -136,10 +138,24 @@ def record(
     else:
         entry.verdict = "no earlier comparable run"
     entry.events = events
-    store.append(entry)
+    store.save([*entries, entry])
     cells = results.load_cells(run_dir)
     failed = int((cells["status"] != "ok").sum()) if "status" in cells else 0
-    return Outcome(entry, before, found, events, failed)
+    return Outcome(entry, before, found, events, failed, missing=missing)
+
+
+def forget_missing(root: Path, entries: list[history.Entry]) -> list[str]:
+    """Entries whose run directory is gone (deleted by hand) become summaries only, as pruned
+    ones are, so the comparison looks further back; one line for the user about each."""
+    out = []
+    for entry in entries:
+        if entry.path and not (root / entry.path / "manifest.json").is_file():
+            out.append(
+                f"run {entry.run_id}: its directory {root / entry.path} is missing; compared "
+                "with the newest earlier run still stored (its summary stays in the history)"
+            )
+            entry.path = ""
+    return out
 
 
 MIN_RUNS_FOR_DRIFT = 6  # five night-to-night steps: fewer say little about the spread

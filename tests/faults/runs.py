@@ -42,10 +42,13 @@ def ssh_target(server: SshServer, workdir: Path) -> dict[str, Any]:
     }
 
 
-def suite(scope: Scope, targets: list[dict[str, Any]], workloads: list[dict[str, Any]]) -> Path:
-    """A one-repetition suite named ``fault`` (JSON is YAML)."""
+def suite(
+    scope: Scope, targets: list[dict[str, Any]], workloads: list[dict[str, Any]], **settings: Any
+) -> Path:
+    """A suite named ``fault``, one repetition unless ``settings`` say otherwise (JSON is YAML)."""
     path = scope.root / "suite.yaml"
-    body = {"name": "fault", "repetitions": 1, "targets": targets, "workloads": workloads}
+    body = {"name": "fault", "repetitions": 1, **settings, "targets": targets}
+    body["workloads"] = workloads
     path.write_text(json.dumps(body))
     return path
 
