@@ -24,7 +24,6 @@ from bench.errors import BenchError, InputError, ResultsError
 from bench.metadata import new_run_id
 from bench.names import NAME_PATTERN
 from bench.progress import RichObserver
-from bench.report.console import print_summary
 from bench.runner import Runner, RunSummary
 from bench.suite import load_suite
 from bench.targets import registry
@@ -75,7 +74,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("suite", type=click.Path(path_type=Path))  # load_suite: one line for a dir
 @click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -138,6 +137,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _print_run(path: Path) -> None:
+    from bench.report.console import print_summary  # scipy.stats: 0.5 s that validate skips
+
     manifest = results.load_manifest(path)
     title = f"{manifest['suite']['name']} · run {manifest['run_id']} · median, its 95% CI and IQR"
     samples, cells, raw = results.load(path), results.load_cells(path), results.load_raw(path)
@@ -189,7 +190,7 @@ def summary(run_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("suite", type=click.Path(path_type=Path))  # load_suite: one line for a dir
 @translate
 def validate(suite: Path) -> None:
     """Check SUITE without running it: schema, names, baseline; prints the plan size."""
@@ -205,7 +206,7 @@ def validate(suite: Path) -> None:
 
 
 @main.command()
-@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("suite", type=click.Path(path_type=Path))  # load_suite: one line for a dir
 @translate
 def build(suite: Path) -> None:
     """Build the matched artefacts SUITE's targets use: the wheelhouse, the bare-metal venv,
@@ -374,7 +375,7 @@ def compare(
 
 
 @main.command()
-@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("suite", type=click.Path(path_type=Path))  # load_suite: one line for a dir
 @click.option(
     "--history",
     "history_dir",

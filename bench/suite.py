@@ -235,8 +235,13 @@ class _Locator:
         self.data = data
 
     def error(self, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> SuiteError:
-        """The first validation error, located."""
-        first = exc.errors()[0]
+        """The first validation error, located. A value that matches no member of a union
+        (``gpus: 100000``) fails once per member: the error that is not a plain type mismatch
+        ("less than or equal to 256", not "should be 'all'") is the one that helps."""
+        errors = exc.errors()
+        where = self._clean(prefix + tuple(errors[0]["loc"]))
+        same = [e for e in errors if self._clean(prefix + tuple(e["loc"])) == where]
+        first = min(same, key=_mismatch)
         kind = first["type"]
         loc = self._clean(prefix + tuple(first["loc"]), keep_last=kind == "missing")
         message = first["msg"].removeprefix("Value error, ")
@@ -282,6 +287,8 @@ class _Locator:
                 node = node[part]
             else:
                 node = None
+            if node is not None and not isinstance(node, (dict, list)):
+                break  # a scalar has no keys: what pydantic adds below it are union tags
         return tuple(out)
 
     def _line(self, loc: tuple[Any, ...]) -> int | None:
@@ -306,6 +313,11 @@ def _child(node: yaml.Node | None, part: Any) -> tuple[yaml.Node | None, yaml.No
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
         return None, node.value[part]
     return None
+
+
+def _mismatch(error: Any) -> bool:
+    """Whether a pydantic error only says the value is of another type or literal."""
+    return error["type"] == "literal_error" or error["type"].endswith("_type")
 
 
 def _discriminator_key(described: str) -> str:
