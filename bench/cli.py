@@ -123,12 +123,24 @@ def _execute(
     if run_id is not None and not re.fullmatch(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
+    _print_exposure(spec)
     run_id = run_id or new_run_id(results_dir / spec.name)
     store = results.ResultStore(results_dir, spec.name, run_id)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with RichObserver(err) as observer:
         summary = Runner(spec, store, observer).run(str(suite), parallel_hosts)
     return store.path, summary
+
+
+def _print_exposure(spec: Any) -> None:
+    """The run header's loud part: settings that give a workload or the network power over a
+    host (also recorded in the manifest and shown in the report)."""
+    from bench import exposure
+
+    for line in exposure.warnings(spec):
+        err.print(
+            f"warning: {line}", style="bold red", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -198,6 +210,7 @@ def validate(suite: Path) -> None:
 
     spec = load_suite(suite)
     cells = build_plan(spec)
+    _print_exposure(spec)
     out.print(
         f"{suite}: ok — {len(spec.targets)} targets × {len(spec.workloads)} workloads × "
         f"{spec.repetitions} repetitions = {len(cells)} cells ({spec.order} order)",

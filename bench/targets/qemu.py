@@ -26,7 +26,7 @@ from typing import Any
 
 import paramiko
 
-from bench import metadata, owner, state
+from bench import interrupts, metadata, owner, state
 from bench.errors import TargetError
 from bench.targets.sshconn import Endpoint, Unreachable, connect_once, state_dir
 
@@ -167,7 +167,24 @@ class Guest:
         network accepts on the host port long before the guest listens, so an early attempt
         given a long timeout would sit in a retransmit timer and distort the measured boot
         time. No attempt outlives the boot deadline.
+
+        A cancelled run (Ctrl-C with ``--parallel-hosts``) kills QEMU, which also ends an SSH
+        attempt in progress at once, and raises ``KeyboardInterrupt`` like Ctrl-C would.
         """
+        with interrupts.on_cancel(self._kill):
+            try:
+                return self._poll_ssh(endpoint, deadline)
+            except TargetError:
+                interrupts.check()  # QEMU gone because the run was cancelled: say that
+                raise
+
+    def _kill(self) -> None:
+        """SIGKILL QEMU (from the thread that cancels the run); ``destroy`` still reaps it."""
+        if self.process is not None:
+            with suppress(OSError):
+                self.process.kill()
+
+    def _poll_ssh(self, endpoint: Endpoint, deadline: float) -> paramiko.SSHClient:
         last_try = time.monotonic()
         while True:
             self._check_alive()
@@ -188,7 +205,7 @@ class Guest:
                     return connect_once(attempt)
                 except Unreachable:
                     pass
-            time.sleep(POLL_S)
+            interrupts.sleep(POLL_S)
 
     def _check_alive(self) -> None:
         assert self.process is not None

@@ -25,7 +25,7 @@ from bench import interrupts, state
 from bench.build.builder import Builder
 from bench.errors import TargetError
 from bench.limits import Seconds
-from bench.targets import argv
+from bench.targets import argv, hostcmd
 from bench.targets.ssh import SshDeployment, SshTarget, SshTargetConfig
 from bench.targets.sshconn import Unreachable, connect_once
 
@@ -121,7 +121,7 @@ class StaticVmTarget(SshTarget):
                 raise TargetError(
                     f"target {self.config.name!r}: {exc.message}", hint=exc.hint
                 ) from None
-            time.sleep(RETRY_S)
+            interrupts.sleep(RETRY_S)  # Ctrl-C in another thread (--parallel-hosts) ends it
         detail = last.message if last else "no attempt finished"
         raise TargetError(
             f"{self.label}: boot timeout: no SSH answer within "
@@ -129,16 +129,13 @@ class StaticVmTarget(SshTarget):
         )
 
     def _run(self, what: str, command: list[str]) -> None:
-        """Run a start/stop command on the controller; a failure is one line with its output."""
+        """Run a start/stop command on the controller; a failure is one line with its output.
+
+        Ctrl-C, a cancelled run and the timeout end the command's whole process group. A stop
+        command is not cancelled: it is what leaves nothing running after a cancel.
+        """
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=self.config.command_timeout_s,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            done = hostcmd.run(command, self.config.command_timeout_s, cancellable=what != "stop")
         except FileNotFoundError:
             raise TargetError(f"{self.label}: {what} command not found: {command[0]}") from None
         except OSError as exc:  # not executable (anymore), a directory, ...
