@@ -152,7 +152,8 @@ def _print_run(path: Path) -> None:
     from bench.report.console import print_summary  # scipy.stats: 0.5 s that validate skips
 
     manifest = results.load_manifest(path)
-    title = f"{manifest['suite']['name']} · run {manifest['run_id']} · median, its 95% CI and IQR"
+    name, run_id = manifest.get("suite", {}).get("name", "?"), manifest.get("run_id", path.name)
+    title = f"{name} · run {run_id} · median, its 95% CI and IQR"
     samples, cells, raw = results.load(path), results.load_cells(path), results.load_raw(path)
     print_summary(out, samples, cells, title, manifest, raw)
 

@@ -325,8 +325,9 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of one run directory (a JSON object, else a ``ResultsError``)."""
     file = Path(path) / "manifest.json"
     manifest = resultrows.read_json(file, "malformed manifest")
-    if not isinstance(manifest, dict):
-        raise ResultsError(f"{file}: malformed manifest: not a JSON object")
+    problem = resultrows.manifest_problem(manifest)
+    if problem:
+        raise ResultsError(f"{file}: malformed manifest: {problem}")
     return manifest
 
 
