@@ -80,14 +80,19 @@ def _processes() -> list[tuple[int, bytes, str, dict[str, str]]]:
     return found
 
 
-def qemu_processes(scope: Scope) -> list[str]:
-    """QEMU processes started for the run (``-name bench-<run id>-…``) or from its state dir."""
+def qemu_pids(scope: Scope) -> dict[int, list[str]]:
+    """QEMU processes started for the run (``-name bench-<run id>-…``) or from its state dir,
+    with their command lines."""
     marks = (f"bench-{scope.run_id}-".encode(), str(scope.state).encode())
-    return [
-        f"QEMU pid {pid}"
+    return {
+        pid: cmdline.decode(errors="replace").split("\0")
         for pid, cmdline, _, _ in _processes()
         if b"qemu-system" in cmdline.split(b"\0")[0] and any(m in cmdline for m in marks)
-    ]
+    }
+
+
+def qemu_processes(scope: Scope) -> list[str]:
+    return [f"QEMU pid {pid}" for pid in qemu_pids(scope)]
 
 
 def worker_pids(scope: Scope) -> list[int]:
