@@ -2,9 +2,10 @@
 
 A controller that dies from SIGKILL or a power cut cannot clean up. Everything it created
 names its owner (``bench.owner``): containers by a label, QEMU guests by an owner file, local
-worker directories by a marker file, and the invocation's record (``bench.state``) lists what
-carries no mark of its own: worker process groups, remote run directories, static VMs it
-booted, and Docker engines it used. An owner is alive while that very process runs (pid and
+worker directories by a marker file (their workers are the processes working in them), and
+the invocation's record (``bench.state``) lists what carries no mark of its own or lies
+elsewhere: remote run directories, static VMs it booted, the temp dir its workers used, and
+the Docker engines it used. An owner is alive while that very process runs (pid and
 start time match), so ``bench gc`` never touches a live run's artefacts unless told ``--all``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -43,8 +45,9 @@ class Report:
 def collect(docker_host: str | None, everything: bool, dry_run: bool) -> Report:
     """Clean every kind of leftover whose owner is gone (all of them with ``everything``)."""
     report = Report()
-    engines = _records(report, everything, dry_run)
-    _stray_workdirs(report, everything, dry_run)
+    scanned: set[str] = set()
+    engines = _records(report, everything, dry_run, scanned)
+    _workdirs(report, tempfile.gettempdir(), everything, dry_run, scanned)
     report.removed["VM guest(s)"] = guests(everything, dry_run)
     default = resolve_url(docker_host)
     for url, tls in engines.items():
@@ -75,7 +78,9 @@ def _owned_by_live(token: str | None, label: str | None) -> bool:
     return controller_alive(label or "")
 
 
-def _records(report: Report, everything: bool, dry_run: bool) -> dict[str, DockerTls | None]:
+def _records(
+    report: Report, everything: bool, dry_run: bool, scanned: set[str]
+) -> dict[str, DockerTls | None]:
     """Clean what dead invocations recorded; the Docker engines they used, to check next."""
     engines: dict[str, DockerTls | None] = {}
     for path, body in state.records():
@@ -83,26 +88,27 @@ def _records(report: Report, everything: bool, dry_run: bool) -> dict[str, Docke
             continue
         left = {}
         for key, item in sorted(body["items"].items(), key=lambda kv: leftovers.order(kv[1])):
-            if item.get("kind") == "docker_engine":
+            kind = item.get("kind")
+            if kind == "docker_engine":
                 tls = item.get("tls")
                 engines[str(item.get("url"))] = DockerTls(**tls) if isinstance(tls, dict) else None
                 continue  # checked below, with every container of that engine
-            if not _clean_item(report, item, dry_run, str(body.get("owner", ""))):
+            if kind == "local_tmp":
+                done = _workdirs(report, str(item.get("root")), everything, dry_run, scanned)
+            else:
+                done = _clean_item(report, item, dry_run)
+            if not done:
                 left[key] = item
         if not dry_run:
             state.rewrite(path, body, left)
     return engines
 
 
-def _clean_item(report: Report, item: dict[str, Any], dry_run: bool, token: str) -> bool:
+def _clean_item(report: Report, item: dict[str, Any], dry_run: bool) -> bool:
     """Remove one recorded leftover; whether it is gone (a failure is reported)."""
     kind = item.get("kind")
     try:
-        if kind == "local_worker":
-            line = leftovers.local_worker(item, dry_run, token)
-            if line:
-                report.removed["local worker(s)"].append(line)
-        elif kind == "remote_dir":
+        if kind == "remote_dir":
             report.removed["remote run dir(s)"].append(leftovers.remote_dir(item, dry_run))
         elif kind == "static_vm":
             report.removed["static VM(s)"].append(leftovers.static_vm(item, dry_run))
@@ -112,19 +118,24 @@ def _clean_item(report: Report, item: dict[str, Any], dry_run: bool, token: str)
     return not dry_run
 
 
-def _stray_workdirs(report: Report, everything: bool, dry_run: bool) -> None:
-    """Marked worker directories no record names (a SIGKILL between two writes)."""
-    for workdir, token in leftovers.marked_workdirs():
+def _workdirs(
+    report: Report, root: str, everything: bool, dry_run: bool, scanned: set[str]
+) -> bool:
+    """Remove the marked worker directories in ``root`` whose owner is gone, with the worker
+    processes in them; whether all went (each temp dir is searched once)."""
+    if root in scanned:
+        return True
+    scanned.add(root)
+    clean = True
+    for workdir, token in leftovers.marked_workdirs(Path(root)):
         if not everything and owner.alive(token):
             continue
-        item = {"tmpdir": str(workdir), "pgid": None}
         try:
-            line = leftovers.local_worker(item, dry_run, token)
+            report.removed["local worker(s)"].append(leftovers.local_worker(workdir, dry_run))
         except BenchError as exc:
             report.problems.append(exc.one_line())
-            continue
-        if line:
-            report.removed["local worker(s)"].append(line)
+            clean = False
+    return clean and not dry_run
 
 
 def _engine(

@@ -1,5 +1,5 @@
-"""Removing the leftovers a dead invocation's record lists (``bench.state``): local worker
-process groups with their directories, remote run directories, static VMs it booted.
+"""Removing what a dead invocation left: local worker directories with their processes, and
+what its record lists (``bench.state``): remote run directories, static VMs it booted.
 
 A process counts as a bench worker of directory D only when its working directory is inside
 D *and* its environment has ``TMPDIR`` inside D (bench starts every worker so): a shell that
@@ -16,7 +16,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -27,7 +26,7 @@ from bench.targets.local import workdir_owner
 from bench.targets.ssh import execute
 from bench.targets.sshconn import Endpoint, connect
 
-ORDER = {"local_worker": 0, "remote_dir": 1, "static_vm": 2}  # a VM is stopped last
+ORDER = {"local_tmp": 0, "remote_dir": 1, "static_vm": 2}  # a VM is stopped last
 KILL_WAIT_S = 5.0
 
 REMOTE_GC = """
@@ -68,10 +67,10 @@ def order(item: dict[str, Any]) -> int:
     return ORDER.get(str(item.get("kind")), len(ORDER))
 
 
-def marked_workdirs() -> list[tuple[Path, str]]:
-    """Worker directories in the temp dir with the owner token each is marked with."""
+def marked_workdirs(root: Path) -> list[tuple[Path, str]]:
+    """Worker directories in the temp dir ``root`` with the owner token each is marked with."""
     out = []
-    for path in Path(tempfile.gettempdir()).glob("bench-*"):
+    for path in root.glob("bench-*"):
         if path.is_symlink() or not path.is_dir():
             continue
         token = workdir_owner(str(path))
@@ -80,24 +79,15 @@ def marked_workdirs() -> list[tuple[Path, str]]:
     return out
 
 
-def local_worker(item: dict[str, Any], dry_run: bool, token: str | None = None) -> str | None:
-    """Kill the worker processes of a worker directory and remove it; what was removed (None:
-    nothing was left). A directory marked by another owner is not touched."""
-    workdir = Path(str(item.get("tmpdir")))
-    if not workdir.name.startswith("bench-"):
-        raise TargetError(f"gc: {workdir} is not a bench worker directory; left alone")
-    mark = workdir_owner(str(workdir))
-    if token is not None and mark is not None and mark != token:
-        raise TargetError(f"gc: {workdir} belongs to another owner ({mark}); left alone")
+def local_worker(workdir: Path, dry_run: bool) -> str:
+    """Kill the worker processes of a worker directory and remove it; what was removed."""
     pids = workers_in(workdir)
-    exists = workdir.is_dir() and not workdir.is_symlink()
-    if not pids and not exists:
-        return None
-    pgid = item.get("pgid")
-    line = str(workdir) + (f" and {len(pids)} worker process(es) (group {pgid})" if pids else "")
+    line = str(workdir) + (f" and {len(pids)} worker process(es)" if pids else "")
     if not dry_run:
-        kill(pids, pgid if isinstance(pgid, int) else None)
+        kill(pids)
         shutil.rmtree(workdir, ignore_errors=True)
+        if workdir.exists():
+            raise TargetError(f"gc: cannot remove {workdir}")
     return line
 
 
@@ -120,17 +110,13 @@ def workers_in(workdir: Path) -> list[int]:
     return found
 
 
-def kill(pids: list[int], pgid: int | None) -> None:
-    """SIGKILL the processes (and their recorded group, if one of them is in it: DataLoader
-    children left the directory's sight only by forking) and wait until they are gone."""
-    groups = set()
+def kill(pids: list[int]) -> None:
+    """SIGKILL the workers, and the process group of each that leads one (a worker runs in a
+    session of its own: its group holds whatever it started), and wait until they are gone."""
     for pid in pids:
         with suppress(OSError):
-            groups.add(os.getpgid(pid))
-    if pgid is not None and pgid in groups:
-        with suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
-    for pid in pids:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
         with suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     end = time.monotonic() + KILL_WAIT_S

@@ -1,10 +1,11 @@
 """What this invocation created outside its results, recorded where ``bench gc`` finds it.
 
-Containers and QEMU guests carry their owner on themselves (a label, an owner file). Other
-leftovers cannot: a local worker's process group and temp dir, a remote run directory, a static
-VM that a start command booted. Each is recorded here *before* it is created and forgotten once
-it is gone, in one file per invocation (``<state dir>/owners/<pid>-<random>.json``, mode 0600,
-replaced atomically). A run that ends normally leaves no file; after a SIGKILL the file tells
+Containers, QEMU guests and local worker directories carry their owner on themselves (a label,
+an owner file, a marker file). Other leftovers cannot, or lie where gc would not look: a remote
+run directory, a static VM that a start command booted, the Docker engine and the temp dir a
+run used. Each is recorded here *before* it is created and forgotten once it is gone, in one
+file per invocation (``<state dir>/owners/<pid>-<random>.json``, mode 0600, replaced
+atomically). A run that ends normally leaves no file; after a SIGKILL the file tells
 ``bench gc`` what to clean and how to reach it. Passwords are never written: a target that logs
 in with one is recorded as such, and gc says it cannot reach it.
 """

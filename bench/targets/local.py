@@ -3,15 +3,17 @@
 This is the baseline every isolated target is compared with, so it adds nothing between the
 interpreter and the workload: a fresh process per repetition (start-up measured every time),
 the spec on stdin, events on stdout, and its own process group so that teardown (and Ctrl-C)
-reaches DataLoader worker processes too. Its directory and process group are recorded for
-``bench gc`` (see ``bench.state``), which removes them if the controller is killed outright.
+reaches DataLoader worker processes too. Its directory is marked with the invocation's owner
+token, and the invocation's record names the temp dir it lives in (see ``bench.state``), so
+``bench gc`` finds the worker and its directory if the controller is killed outright. Nothing
+is written to the record per cell: the bare-metal ``provision`` phase lasts a millisecond or
+two, and bookkeeping on that clock would be a visible share of it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -133,11 +135,19 @@ class LocalTarget:
         return "localhost"
 
     def cleanup(self, run_id: str) -> None:
-        """Nothing outlives a local deployment."""
+        """Nothing outlives a local deployment: the temp dir needs no more watching."""
+        state.current().discard(f"local_tmp:{tempfile.gettempdir()}")
+
+    def _record_tmp(self) -> None:
+        """Name the temp dir in the invocation's record (written once: off the cells' clocks
+        when the fingerprint comes first), for ``bench gc`` to search after a SIGKILL."""
+        root = tempfile.gettempdir()
+        state.current().add(f"local_tmp:{root}", "local_tmp", root=root)
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The environment the worker sees, from the worker's own fingerprint mode."""
         self._check_python()
+        self._record_tmp()
         try:
             done = subprocess.run(
                 worker.fingerprint_args(self.python),
@@ -161,15 +171,13 @@ class LocalTarget:
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[LocalDeployment]:
         """Start a fresh worker process; leaving the context kills and reaps it."""
         self._check_python()
-        record = state.current()
+        self._record_tmp()  # already recorded (no write) unless the fingerprint failed
         with interrupts.deferred():
-            workdir = make_workdir(run_id, record)
-        key = f"worker:{workdir}"
+            workdir = make_workdir(run_id)
         deployment: LocalDeployment | None = None
         try:
             with interrupts.deferred():  # a process started is a process tracked
                 deployment = LocalDeployment(self._spawn(workdir), f"target {self.config.name!r}")
-                record.add(key, "local_worker", tmpdir=workdir, pgid=deployment.proc.pid)
             _send_spec(deployment.proc, spec)
             yield deployment
         finally:
@@ -177,7 +185,6 @@ class LocalTarget:
                 if deployment is not None:
                     deployment.close()
                 shutil.rmtree(workdir, ignore_errors=True)
-                record.discard(key)
 
     def _spawn(self, workdir: str) -> subprocess.Popen[bytes]:
         """The worker process, in its own session so that Ctrl-C reaches the controller only."""
@@ -195,23 +202,18 @@ class LocalTarget:
             raise TargetError(f"target {self.config.name!r}: cannot start worker: {exc}") from None
 
 
-def make_workdir(run_id: str, record: state.Record) -> str:
-    """A new private directory for one worker (its cwd and TMPDIR), recorded before it is
-    made and marked with this invocation's owner token, so that ``bench gc`` can find it and
-    the worker processes inside it whatever moment a SIGKILL hits the controller."""
-    workdir = os.path.join(tempfile.gettempdir(), f"bench-{run_id}-{secrets.token_hex(4)}")
-    key = record.add(f"worker:{workdir}", "local_worker", tmpdir=workdir, pgid=None)
+def make_workdir(run_id: str) -> str:
+    """A new private directory for one worker (its cwd and TMPDIR), marked with this
+    invocation's owner token: ``bench gc`` tells from the mark whether its owner still runs."""
     try:
-        os.mkdir(workdir, 0o700)  # never one that exists: it would not be ours
+        workdir = tempfile.mkdtemp(prefix=f"bench-{run_id}-")
     except OSError as exc:
-        record.discard(key)
-        raise TargetError(f"cannot create the worker directory {workdir}: {exc}") from None
+        raise TargetError(f"cannot create a worker directory: {exc}") from None
     try:
         with open(os.path.join(workdir, OWNER_MARK), "x") as handle:
             handle.write(owner.token() + "\n")
     except OSError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
-        record.discard(key)
         raise TargetError(f"cannot mark the worker directory {workdir}: {exc}") from None
     return workdir
 
