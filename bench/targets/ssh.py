@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, SecretStr
 
-from bench import cache, interrupts
+from bench import cache, interrupts, state
 from bench.errors import TargetError, WorkerError
 from bench.limits import MAX_RETRIES, Seconds
 from bench.targets import envvars, package, remotedir, worker
@@ -202,6 +202,7 @@ class SshTarget:
         self.config = config
         self._orphans: set[int] = set()  # workers a dropped connection kept us from stopping
         self._owned = remotedir.Owned()  # the remote run directories this target created
+        self._suffix = uuid.uuid4().hex[:8]  # this invocation's run directories are its own
 
     @property
     def label(self) -> str:
@@ -230,8 +231,32 @@ class SshTarget:
         )
 
     def run_dir(self, run_id: str) -> str:
-        """The run's remote directory (removed by ``cleanup``)."""
-        return posixpath.join(self.config.workdir, f"bench-{run_id}")
+        """The run's remote directory (removed by ``cleanup``), unique to this invocation:
+        another run given the same run id (or started in the same second) never meets it."""
+        return posixpath.join(self.config.workdir, f"bench-{run_id}-{self._suffix}")
+
+    def _claim(self, run_id: str) -> None:
+        """Record the run directory before anything can create it, with what ``bench gc``
+        needs to reach it after a SIGKILL (never a password: only that one is needed)."""
+        c = self.config
+        state.current().add(
+            self._state_key(run_id),
+            "remote_dir",
+            target=c.name,
+            host=c.host,
+            port=c.port,
+            user=c.user,
+            key=str(Path(c.key).expanduser()) if c.key else None,
+            password=c.password is not None,
+            known_hosts=str(Path(c.known_hosts).expanduser()),
+            host_key=c.host_key,
+            timeout_s=c.connect_timeout_s,
+            python=c.python,
+            path=self.run_dir(run_id),
+        )
+
+    def _state_key(self, run_id: str) -> str:
+        return f"remote:{self.config.host}:{self.config.port}:{self.run_dir(run_id)}"
 
     def _connect(self) -> paramiko.SSHClient:
         try:
@@ -311,6 +336,7 @@ class SshTarget:
 
     def fingerprint(self, run_id: str) -> dict[str, Any]:
         """The remote environment, from the worker's own fingerprint mode."""
+        self._claim(run_id)
         client = self._session()
         try:
             pkg_dir = self._prepare(client, run_id)
@@ -345,6 +371,7 @@ class SshTarget:
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
         """Open a fresh session and start the worker; leaving stops it and removes its files."""
+        self._claim(run_id)
         client = self._session()
         deployment: SshDeployment | None = None
         cell_dir = posixpath.join(self.run_dir(run_id), f"cell-{uuid.uuid4().hex[:12]}")
@@ -364,17 +391,23 @@ class SshTarget:
                 client.close()
 
     def cleanup(self, run_id: str) -> None:
-        """Remove the run's remote directory (reconnecting: the last session may be gone)."""
+        """Remove the run's remote directory (reconnecting: the last session may be gone).
+        Until that succeeds it stays in the invocation's record, for ``bench gc``."""
+        created = self._disown(run_id)  # only a directory this process made is ours to remove
+        if not created and not self._orphans - {0}:
+            state.current().discard(self._state_key(run_id))
+            return  # nothing was made on the host: no need to reach it
         client = self._connect()
         try:
             for pid in sorted(self._orphans - {0}):
                 execute(client, kill_group_command(self.config.python, pid), timeout=15)
             self._orphans.clear()
-            if not self._disown(run_id):
-                return  # never created by this target (refused, or never needed): not ours
-            status, output = execute(client, f"rm -rf {q(self.run_dir(run_id))}", timeout=60)
-            if status != 0:
-                raise TargetError(f"{self.label}: cannot remove {self.run_dir(run_id)}: {output}")
+            if created:
+                path = self.run_dir(run_id)
+                status, output = execute(client, f"rm -rf {q(path)}", timeout=60)
+                if status != 0:
+                    raise TargetError(f"{self.label}: cannot remove {path}: {output}")
+            state.current().discard(self._state_key(run_id))
         finally:
             client.close()
 
