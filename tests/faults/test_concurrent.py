@@ -85,6 +85,7 @@ def test_two_runs_share_an_engine_and_a_host(
             "--run-id", run_id, env=env,
         )  # fmt: skip
         assert second.returncode == 0, second.stderr
+        assert paused.id in labelled(engine, run_id), "the second run removed the first's"
         paused.unpause()
         paused = None
         _, stderr = first.communicate(timeout=300)

@@ -121,9 +121,9 @@ def test_local_worker_and_temp_dir(tmp_path: Path, state) -> None:
         assert workers_in(tmp, f"bench-{run_id}-") == stopped
         done = gc(state)
         assert done.returncode == 0, done.stderr
-        assert "removed 1 local worker(s)" in done.stdout, done.stdout
         assert not workers_in(tmp, f"bench-{run_id}-")
         assert not list(Path(tmp).glob(f"bench-{run_id}-*"))
+        assert "removed 1 local worker(s)" in done.stdout, done.stdout
         assert no_records(state)
     finally:
         for pid in workers_in(tmp, f"bench-{run_id}-"):
@@ -171,8 +171,8 @@ def test_container_on_the_suites_engine(tmp_path: Path, state, engine, image) ->
         elsewhere = {**state, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
         done = gc(elsewhere)
         assert done.returncode == 0, done.stderr
-        assert "removed 1 container(s)" in done.stdout, done.stdout + done.stderr
-        assert not labelled(engine, run_id)
+        assert not labelled(engine, run_id), done.stdout + done.stderr
+        assert "removed 1 container(s)" in done.stdout, done.stdout
         assert no_records(state)
     finally:
         for found in engine.containers.list(all=True, filters={"label": f"bench.run_id={run_id}"}):
@@ -199,9 +199,9 @@ def test_remote_run_directory(server, remote_dir: Path, tmp_path: Path, state) -
         assert workers_in(str(remote_dir), "bench-") == stopped
         done = gc(state)
         assert done.returncode == 0, done.stderr
-        assert "removed 1 remote run dir(s)" in done.stdout, done.stdout
-        assert list(remote_dir.iterdir()) == []
         assert not workers_in(str(remote_dir), "bench-")
+        assert list(remote_dir.iterdir()) == []
+        assert "removed 1 remote run dir(s)" in done.stdout, done.stdout
         assert no_records(state)
     finally:
         for pid in workers_in(str(remote_dir), "bench-"):
@@ -250,10 +250,10 @@ def test_static_vm_booted_by_the_run(remote_dir: Path, tmp_path: Path, state) ->
         assert pidfile.exists() and list(remote_dir.iterdir())
         done = gc(state)
         assert done.returncode == 0, done.stderr
-        assert "removed 1 static VM(s)" in done.stdout, done.stdout
         assert not pidfile.exists() and not listening(vm)
-        assert list(remote_dir.iterdir()) == []
         assert not workers_in(str(remote_dir), "bench-")
+        assert list(remote_dir.iterdir()) == []
+        assert "removed 1 static VM(s)" in done.stdout, done.stdout
         assert no_records(state)
     finally:
         if pidfile.exists():
@@ -355,12 +355,12 @@ def test_qemu_guest(tmp_path: Path, state) -> None:
         assert qemu_processes(run_id)
         done = gc(state)
         assert done.returncode == 0, done.stderr
-        assert "removed 1 VM guest(s)" in done.stdout, done.stdout
         end = time.monotonic() + 15  # gc sent the signal; the kernel tears QEMU down
         while qemu_processes(run_id) and time.monotonic() < end:
             time.sleep(0.05)
         assert not qemu_processes(run_id)
         assert not list(guests.iterdir())
+        assert "removed 1 VM guest(s)" in done.stdout, done.stdout
         assert no_records(state)
     finally:
         for pid in qemu_processes(run_id):
