@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 _cached: tuple[int, str] | None = None
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,12 @@ def token() -> str:
     """This invocation's owner token, ``host:pid:start:boot:random`` (fixed per process)."""
     global _cached
     pid = os.getpid()
-    if _cached is None or _cached[0] != pid:  # a forked child is another owner
-        start = start_time(pid) or "?"
-        _cached = (pid, f"{socket.gethostname()}:{pid}:{start}:{boot_id()}:{secrets.token_hex(4)}")
-    return _cached[1]
+    with _lock:  # lane threads (--parallel-hosts) must all get the same one
+        if _cached is None or _cached[0] != pid:  # a forked child is another owner
+            start = start_time(pid) or "?"
+            host = socket.gethostname()
+            _cached = (pid, f"{host}:{pid}:{start}:{boot_id()}:{secrets.token_hex(4)}")
+        return _cached[1]
 
 
 def parse(value: str) -> Owner | None:

@@ -197,6 +197,9 @@ def test_remote_run_directory(server, remote_dir: Path, tmp_path: Path, state) -
         stopped = stop(wait_for(lambda: workers_in(str(remote_dir), "bench-"), proc))
         kill_controller(proc)
         assert workers_in(str(remote_dir), "bench-") == stopped
+        owners = Path(state["BENCH_STATE_DIR"]) / "owners"
+        assert owners.stat().st_mode & 0o777 == 0o700
+        assert {p.stat().st_mode & 0o777 for p in owners.iterdir()} == {0o600}
         done = gc(state)
         assert done.returncode == 0, done.stderr
         assert not workers_in(str(remote_dir), "bench-")
@@ -207,6 +210,30 @@ def test_remote_run_directory(server, remote_dir: Path, tmp_path: Path, state) -
         for pid in workers_in(str(remote_dir), "bench-"):
             with suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_password_target_is_named_not_reached(tmp_path: Path, state) -> None:
+    """A dead run's directory on a host it logged in to with a password: gc has no password
+    (none is ever stored), says what to remove by hand, and keeps the record."""
+    owners = Path(state["BENCH_STATE_DIR"]) / "owners"
+    owners.mkdir(parents=True)
+    item = {
+        "kind": "remote_dir",
+        "host": "127.0.0.1",
+        "port": 22,
+        "user": "bench",
+        "password": True,
+        "path": "/tmp/bench-x-0000",
+    }
+    dead = f"{socket.gethostname()}:999999999:1:-:0000"
+    record = owners / "1-dead.json"
+    record.write_text(json.dumps({"version": 1, "owner": dead, "items": {"r": item}}))
+    done = gc(state)
+    assert done.returncode == 1, done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.startswith("not removed: ")]
+    assert len(lines) == 1 and "uses a password" in lines[0], done.stderr
+    assert "remove /tmp/bench-x-0000 there by hand" in lines[0]
+    assert json.loads(record.read_text())["items"] == {"r": item}
 
 
 START = """\
