@@ -272,7 +272,10 @@ def test_static_vm_booted_by_the_run(remote_dir: Path, tmp_path: Path, state) ->
     }
     proc, _ = start(tmp_path, [target], LONG_TRAIN, state)
     try:
-        wait_for(lambda: workers_in(str(remote_dir), "bench-"), proc)
+        workers = wait_for(lambda: workers_in(str(remote_dir), "bench-"), proc)
+        assert gc(state).returncode == 0  # the run still owns all of it: nothing goes
+        assert workers_in(str(remote_dir), "bench-") == workers and pidfile.exists()
+        assert proc.poll() is None
         kill_controller(proc)
         assert pidfile.exists() and list(remote_dir.iterdir())
         done = gc(state)
