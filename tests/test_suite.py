@@ -294,6 +294,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow  # about 20 interpreter starts, four at a time: 10 to 20 s in all
 @pytest.mark.parametrize("case", CLI_CASES)
 def test_bad_input_is_one_located_line(cli_results, case: str) -> None:
     expected, done = cli_results[case]
