@@ -46,14 +46,13 @@ def collect(docker_host: str | None, everything: bool, dry_run: bool) -> Report:
     """Clean every kind of leftover whose owner is gone (all of them with ``everything``)."""
     report = Report()
     scanned: set[str] = set()
-    engines = _records(report, everything, dry_run, scanned)
+    checked: dict[str, bool] = {}  # engine URL -> its containers were listed
+    _records(report, everything, dry_run, scanned, checked)
     _workdirs(report, tempfile.gettempdir(), everything, dry_run, scanned)
     report.removed["VM guest(s)"] = guests(everything, dry_run)
     default = resolve_url(docker_host)
-    for url, tls in engines.items():
-        if url != default:
-            _engine(report, url, tls, everything, dry_run, required=True)
-    _engine(report, default, engines.get(default), everything, dry_run, required=bool(docker_host))
+    if default not in checked:
+        _engine(report, default, None, everything, dry_run, required=bool(docker_host))
     return report
 
 
@@ -79,10 +78,9 @@ def _owned_by_live(token: str | None, label: str | None) -> bool:
 
 
 def _records(
-    report: Report, everything: bool, dry_run: bool, scanned: set[str]
-) -> dict[str, DockerTls | None]:
-    """Clean what dead invocations recorded; the Docker engines they used, to check next."""
-    engines: dict[str, DockerTls | None] = {}
+    report: Report, everything: bool, dry_run: bool, scanned: set[str], checked: dict[str, bool]
+) -> None:
+    """Clean what dead invocations recorded; an item that could not be cleaned stays."""
     for path, body in state.records():
         if not everything and owner.alive(str(body.get("owner", ""))):
             continue
@@ -90,10 +88,8 @@ def _records(
         for key, item in sorted(body["items"].items(), key=lambda kv: leftovers.order(kv[1])):
             kind = item.get("kind")
             if kind == "docker_engine":
-                tls = item.get("tls")
-                engines[str(item.get("url"))] = DockerTls(**tls) if isinstance(tls, dict) else None
-                continue  # checked below, with every container of that engine
-            if kind == "local_tmp":
+                done = _recorded_engine(report, item, everything, dry_run, checked)
+            elif kind == "local_tmp":
                 done = _workdirs(report, str(item.get("root")), everything, dry_run, scanned)
             else:
                 done = _clean_item(report, item, dry_run)
@@ -101,7 +97,17 @@ def _records(
                 left[key] = item
         if not dry_run:
             state.rewrite(path, body, left)
-    return engines
+
+
+def _recorded_engine(
+    report: Report, item: dict[str, Any], everything: bool, dry_run: bool, checked: dict[str, bool]
+) -> bool:
+    """The orphaned containers of an engine a dead run used (each engine is listed once)."""
+    url, tls = str(item.get("url")), item.get("tls")
+    if url not in checked:
+        tls_config = DockerTls(**tls) if isinstance(tls, dict) else None
+        checked[url] = _engine(report, url, tls_config, everything, dry_run, required=True)
+    return checked[url] and not dry_run
 
 
 def _clean_item(report: Report, item: dict[str, Any], dry_run: bool) -> bool:
@@ -145,15 +151,16 @@ def _engine(
     everything: bool,
     dry_run: bool,
     required: bool,
-) -> None:
-    """Orphaned containers on one engine; an engine that does not answer is a problem only
-    when something says it was used."""
+) -> bool:
+    """Orphaned containers on one engine; whether they were listed. An engine that does not
+    answer is a problem only when something says it was used."""
     try:
         found = engine_containers(url, everything, dry_run, tls)
     except BenchError as exc:
         (report.problems if required else report.unchecked).append(exc.one_line())
-        return
+        return False
     report.removed["container(s)"].extend(found)
+    return True
 
 
 def containers(client: docker.DockerClient, everything: bool, dry_run: bool) -> list[str]:
