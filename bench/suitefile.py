@@ -93,15 +93,15 @@ class BoundedLoader(_Loader):
         self._nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
-        self._nodes += 1
-        if self.check_event(yaml.AliasEvent) and self._nodes <= MAX_NODES:
+        self._nodes += 1  # an alias counts: a long list of them costs time to compose
+        if self._nodes > MAX_NODES:
+            raise _Limit(f"more than {MAX_NODES} values", self.peek_event().start_mark)
+        if self.check_event(yaml.AliasEvent):  # no nesting: it names a node composed earlier
             return super().compose_node(parent, index)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _Limit(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            if self._nodes > MAX_NODES:
-                raise _Limit(f"more than {MAX_NODES} values", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
