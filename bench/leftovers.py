@@ -30,8 +30,15 @@ ORDER = {"local_tmp": 0, "remote_dir": 1, "static_vm": 2}  # a VM is stopped las
 KILL_WAIT_S = 5.0
 
 REMOTE_GC = """
-import os, shutil, signal, sys, time
-root = os.path.realpath(sys.argv[1])
+import os, shutil, signal, stat, sys, time
+root = sys.argv[1]
+try:
+    found = os.lstat(root)
+except FileNotFoundError:
+    sys.exit(0)
+if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+    print("not a directory of this user (a symlink, a file or another user's): left alone")
+    sys.exit(1)
 def inside(path):
     return path == root or path.startswith(root + "/")
 def workers():

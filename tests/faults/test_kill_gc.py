@@ -236,6 +236,40 @@ def test_password_target_is_named_not_reached(tmp_path: Path, state) -> None:
     assert json.loads(record.read_text())["items"] == {"r": item}
 
 
+@needs_sshd
+def test_a_recorded_directory_replaced_by_a_symlink_is_left_alone(
+    server, remote_dir: Path, tmp_path: Path, state
+) -> None:
+    """A dead run recorded its remote directory before making it; if a symlink stands there
+    instead, gc neither follows it nor deletes what it points at, and says so."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("precious")
+    planted = remote_dir / "bench-x-0000"
+    planted.symlink_to(victim)
+    owners = Path(state["BENCH_STATE_DIR"]) / "owners"
+    owners.mkdir(parents=True)
+    item = {
+        "kind": "remote_dir",
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "key": str(server.client_key),
+        "known_hosts": str(server.known_hosts),
+        "python": sys.executable,
+        "path": str(planted),
+    }
+    dead = f"{socket.gethostname()}:999999999:1:-:0000"
+    (owners / "1-dead.json").write_text(
+        json.dumps({"version": 1, "owner": dead, "items": {"r": item}})
+    )
+    done = gc(state)
+    assert done.returncode == 1, done.stdout
+    assert "left alone" in done.stderr, done.stderr
+    assert (victim / "keep").read_text() == "precious"
+    assert planted.is_symlink()
+
+
 START = """\
 #!/bin/sh
 sleep 0.2
