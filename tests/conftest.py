@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,14 @@ import pytest
 from tests.sshd import SshServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A shell that starts a background job without job control (``./bootstrap.sh test &`` in a
+# script, a CI runner's detached step) makes it ignore SIGINT, and an ignored signal stays
+# ignored across exec: every ``bench`` the tests start would then ignore the Ctrl-C they send
+# it. Python installs its own handler only where SIGINT is not ignored, so restore that here;
+# a handler (unlike SIG_IGN) resets to the default in the children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
