@@ -250,7 +250,10 @@ def _running(client: docker.DockerClient, run_id: str) -> bool:
     )
 
 
-def test_gc_removes_orphans_only(matched, client) -> None:
+def test_gc_removes_orphans_only(matched, client, tmp_path: Path) -> None:
+    """Containers of a dead controller go, a live one's stay (``--all`` takes those too). The
+    state directory is private: what other runs on this machine recorded is not this test's."""
+    state = {"BENCH_STATE_DIR": str(tmp_path / "state")}
     run_id = f"gc{uuid.uuid4().hex[:8]}"
     sleep = ["/opt/bench/venv/bin/python", "-c", "import time; time.sleep(120)"]
     host = socket.gethostname()
@@ -261,14 +264,14 @@ def test_gc_removes_orphans_only(matched, client) -> None:
     orphan = client.containers.run(matched, sleep, detach=True, labels=labels(999_999_999))
     live = client.containers.run(matched, sleep, detach=True, labels=labels(os.getpid()))
     try:
-        dry = bench_cli("gc", "--dry-run")
+        dry = bench_cli("gc", "--dry-run", env=state)
         assert dry.returncode == 0 and orphan.short_id in dry.stdout
         assert live.short_id not in dry.stdout
         assert set(labelled(client, run_id)) == {orphan.id, live.id}
-        done = bench_cli("gc")
+        done = bench_cli("gc", env=state)
         assert done.returncode == 0 and orphan.short_id in done.stdout
         assert labelled(client, run_id) == [live.id]
-        assert live.short_id in bench_cli("gc", "--all").stdout
+        assert live.short_id in bench_cli("gc", "--all", env=state).stdout
         assert not labelled(client, run_id)
     finally:
         for container in (orphan, live):

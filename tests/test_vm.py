@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -183,6 +184,18 @@ class KillGuestOnStart(NullObserver):
                 self.killed.append(pid)
 
 
+def kill_first_guest(run_id: str, timeout: float = 600) -> None:
+    """SIGKILL the first QEMU started for ``run_id`` as soon as it exists."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pids = qemu_pids(run_id)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        if pids:
+            return
+        time.sleep(0.05)
+
+
 def test_guest_killed_mid_run_is_reported(guest_built, tmp_path) -> None:
     suite = parse_suite("""
 name: killed
@@ -195,7 +208,13 @@ workloads:
     run_id = f"k{uuid.uuid4().hex[:8]}"
     store = ResultStore(tmp_path, suite.name, run_id)
     observer = KillGuestOnStart(run_id)
+    # The fingerprint's guest goes first: its boot and torch import are not what this test is
+    # about, and the run records its failure and still deploys the cell.
+    first = threading.Thread(target=kill_first_guest, args=(run_id,), daemon=True)
+    first.start()
     summary = Runner(suite, store, observer).run()
+    first.join(timeout=1)
+    assert "status -9" in load_manifest(store.path)["targets"]["vm"]["fingerprint_error"]
     assert summary.failed == 1 and observer.killed
     error = load_cells(store.path).error.iloc[0]
     assert "the guest's QEMU process exited (status -9)" in error, error
