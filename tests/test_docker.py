@@ -122,7 +122,7 @@ def test_cache_drop_reaches_the_engine_host_or_says_why() -> None:
 
 
 def test_limits_are_applied_and_read_back(matched, client, write_suite, tmp_path: Path) -> None:
-    targets = "  - {name: ctr, kind: docker, build: true, cpus: 1.5, cpuset: '0', memory: 900m}"
+    targets = "  - {name: ctr, kind: docker, build: true, cpus: 1.5, cpuset: '0', memory: 2000m}"
     workloads = (
         "workloads:\n  - {name: train, kind: train_step, batch_size: 4, steps: 3, warmup_steps: 1}"
     )
@@ -130,10 +130,10 @@ def test_limits_are_applied_and_read_back(matched, client, write_suite, tmp_path
     assert done.returncode == 0, done.stderr
     fingerprint = load_manifest(run_dir)["targets"]["ctr"]["fingerprint"]
     assert fingerprint["limits"]["nano_cpus"] == 1_500_000_000
-    assert fingerprint["limits"]["memory_bytes"] == 900 * 2**20
+    assert fingerprint["limits"]["memory_bytes"] == 2000 * 2**20
     assert fingerprint["limits"]["cpuset_cpus"] == "0"
     inside = fingerprint["cgroup_limits"]  # what the worker itself sees
-    assert inside == {"cpus": 1.5, "memory_bytes": 900 * 2**20}
+    assert inside == {"cpus": 1.5, "memory_bytes": 2000 * 2**20}
     assert fingerprint["cores"]["usable"] == 1
 
 

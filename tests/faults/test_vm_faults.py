@@ -95,4 +95,6 @@ def test_guest_never_answers_ssh(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     runs.one_line(done.stderr, "cell failed: train on vm #1", "boot timeout")
     runs.cells_kept(scope, ok=["train@bare"], failed=["train@vm"])
+    manifest = load_manifest(runs.run_dir(scope))
+    assert "boot timeout" in manifest["targets"]["vm"]["fingerprint_error"]
     assert_nothing_left(scope)
