@@ -24,6 +24,7 @@ from bench.metadata import new_run_id
 from bench.results import load, load_cells
 from tests.conftest import REPO, bench_cli
 from tests.docker_engine import labelled
+from tests.faults import runs
 from tests.faults.test_kill_gc import cell_containers, engine, image, no_records, wait_for
 from tests.sshd import SSHD
 
@@ -48,16 +49,7 @@ def test_two_runs_share_an_engine_and_a_host(
     env = {**os.environ, "BENCH_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
     targets = [
         {"name": "ctr", "kind": "docker", "image": image, "python": "/opt/bench/venv/bin/python"},
-        {
-            "name": "remote",
-            "kind": "ssh",
-            "host": server.host,
-            "port": server.port,
-            "key": str(server.client_key),
-            "known_hosts": str(server.known_hosts),
-            "python": sys.executable,
-            "workdir": str(remote_dir),
-        },
+        runs.ssh_target(server, remote_dir),
     ]
     run_id = f"c{uuid.uuid4().hex[:8]}"
     suites = {}

@@ -28,6 +28,7 @@ import pytest
 
 from tests.conftest import REPO, bench_cli
 from tests.docker_engine import ensure_engine, labelled
+from tests.faults import runs
 from tests.sshd import SSHD, SshServer
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -182,17 +183,7 @@ def test_container_on_the_suites_engine(tmp_path: Path, state, engine, image) ->
 
 @needs_sshd
 def test_remote_run_directory(server, remote_dir: Path, tmp_path: Path, state) -> None:
-    target = {
-        "name": "remote",
-        "kind": "ssh",
-        "host": server.host,
-        "port": server.port,
-        "key": str(server.client_key),
-        "known_hosts": str(server.known_hosts),
-        "python": sys.executable,
-        "workdir": str(remote_dir),
-    }
-    proc, _ = start(tmp_path, [target], LONG_TRAIN, state)
+    proc, _ = start(tmp_path, [runs.ssh_target(server, remote_dir)], LONG_TRAIN, state)
     try:
         stopped = stop(wait_for(lambda: workers_in(str(remote_dir), "bench-"), proc))
         kill_controller(proc)
