@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.errors import TargetError
 from bench.targets.local import workdir_owner
-from bench.targets.ssh import execute
+from bench.targets.remotecmd import execute
 from bench.targets.sshconn import Endpoint, connect
 
 ORDER = {"local_tmp": 0, "remote_dir": 1, "static_vm": 2}  # a VM is stopped last

@@ -15,7 +15,7 @@ import pytest
 
 from bench.errors import SuiteError
 from bench.suite import parse_suite
-from bench.targets.ssh import execute, worker_command
+from bench.targets.remotecmd import execute, worker_command
 from bench.targets.sshconn import Endpoint, connect
 from tests.conftest import bench_cli
 
@@ -221,7 +221,7 @@ def test_a_local_worker_gets_only_what_it_needs_from_bench(tmp_path: Path) -> No
 
 def test_remote_command_passes_double_dash_and_no_secret() -> None:
     from bench.targets.envvars import FromEnv
-    from bench.targets.ssh import secret_input
+    from bench.targets.remotecmd import secret_input
 
     env = {"PLAIN": "1", "HF_TOKEN": FromEnv(from_env="BENCH_TEST_SECRET")}
     os.environ["BENCH_TEST_SECRET"] = "s3cr3t-value"

@@ -35,14 +35,9 @@ from bench.targets import accel, envvars, worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.envvars import EnvMap
 from bench.targets.qemu import QEMU_HINT, Guest, Machine, owners, remove_guest
+from bench.targets.remotecmd import execute, secret_input, start_worker, worker_command
 from bench.targets.sizes import Size
-from bench.targets.ssh import (
-    SshDeployment,
-    execute,
-    secret_input,
-    start_worker,
-    worker_command,
-)
+from bench.targets.ssh import SshDeployment
 from bench.targets.sshconn import Endpoint
 
 MiB = 1 << 20
