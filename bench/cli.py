@@ -149,7 +149,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _print_run(path: Path) -> None:
-    from bench.report.console import print_summary  # scipy.stats: 0.5 s that validate skips
+    from bench.report.terminal import print_summary  # scipy.stats: 0.5 s that validate skips
 
     manifest = results.load_manifest(path)
     name, run_id = manifest.get("suite", {}).get("name", "?"), manifest.get("run_id", path.name)
@@ -367,7 +367,7 @@ def compare(
     import json
 
     from bench import compare as comparing
-    from bench.report import comparison as render
+    from bench.report import regressions as render
 
     found = comparing.compare_runs(
         base,
@@ -429,9 +429,9 @@ def nightly(
     """
     import os
 
-    from bench import history
-    from bench import nightly as night
-    from bench.report import comparison as render
+    from bench.nightly import history
+    from bench.nightly import workflow as night
+    from bench.report import regressions as render
 
     limit, overrides = nightly_limits(threshold, metric_thresholds)
     with night.locked(history_dir):
@@ -503,7 +503,7 @@ def _warn(line: str) -> None:
 def history_command(history_dir: Path, threshold: str, alpha: float) -> None:
     """Trend table of HISTORY_DIR's runs with change points, and history.html beside it."""
     from bench import compare as comparing
-    from bench import history
+    from bench.nightly import history
     from bench.report import trend
 
     entries = history.History(_history_dir(history_dir)).entries()
@@ -583,7 +583,7 @@ def schedule_install(
 ) -> None:
     """Schedule SUITE's nightly run into HISTORY; installing it again changes nothing.
     Every option is checked now, as bench nightly will check it."""
-    from bench import schedule as scheduling
+    from bench.nightly import schedule as scheduling
 
     spec = load_suite(suite)  # refuse a broken suite now, not at 02:00
     given = {"--threshold": threshold, "--keep": keep, "--parallel-hosts": parallel_hosts}
@@ -612,7 +612,7 @@ def schedule_install(
 @translate
 def schedule_list(unit_dir: Path, cron_dir: Path) -> None:
     """The installed bench schedules."""
-    from bench import schedule as scheduling
+    from bench.nightly import schedule as scheduling
 
     found = scheduling.listed(unit_dir, cron_dir)
     for name, kind, when in found:
@@ -627,7 +627,7 @@ def schedule_list(unit_dir: Path, cron_dir: Path) -> None:
 @translate
 def schedule_remove(name: str, unit_dir: Path, cron_dir: Path) -> None:
     """Remove the schedule NAME (bench-nightly-<suite>, or the suite's name)."""
-    from bench import schedule as scheduling
+    from bench.nightly import schedule as scheduling
 
     for path in scheduling.remove(name, unit_dir, cron_dir):
         out.print(f"removed: {path}", highlight=False, soft_wrap=True)

@@ -13,7 +13,7 @@ Two runs are only compared when their key fingerprints (hardware, kernel, OS, Py
 CUDA, driver, accelerator) agree, because otherwise the comparison measures the machines, as
 pyperf refuses to compare benchmarks with different metadata. Everything here reads stored
 results only and returns plain data, so a notebook can call ``compare_runs`` and render
-``Comparison.rows`` however it likes; ``bench.report.comparison`` renders it for the CLI.
+``Comparison.rows`` however it likes; ``bench.report.regressions`` renders it for the CLI.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 from bench import results, stats
 from bench.errors import IncomparableRunsError, InputError, ResultsError
 from bench.metadata import hardware
-from bench.report.console import invalid_cells
+from bench.report.terminal import invalid_cells
 
 SCHEMA_VERSION = 1
 DEFAULT_THRESHOLD = 0.05

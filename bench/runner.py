@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench import cache, exposure, interrupts, metadata
+from bench import exposure, interrupts, metadata, pagecache
 from bench.build.builder import Builder
 from bench.errors import BenchError, Interrupted, ResultsWriteError, WorkerError
 from bench.plan import Cell, build_plan
@@ -278,7 +278,7 @@ class Runner:
         if reason is not None and cell.target not in self._undroppable:
             self._undroppable.add(cell.target)
             self.observer.note(f"{cell.target}: cache: cold: page cache not dropped: {reason}")
-        return cache.record("cold", reason, time.monotonic() - began)
+        return pagecache.record("cold", reason, time.monotonic() - began)
 
     def _deploy(self, cell: Cell, target: Target, workload: WorkloadBase) -> Outcome:
         outcome = Outcome()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import history
+from bench.nightly import history
 
 SEEDS = range(10)  # every series below is drawn ten times, each from a fixed seed
 

@@ -27,7 +27,7 @@ from bench.compare import (
     parse_threshold,
 )
 from bench.errors import IncomparableRunsError, InputError
-from bench.report import comparison as render
+from bench.report import regressions as render
 from bench.results import CellRecord, ResultStore, Sample, load_cells, load_manifest
 from bench.stats import MIN_FOR_CI
 from tests.conftest import bench_cli

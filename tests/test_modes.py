@@ -13,9 +13,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bench import history, nightly
 from bench.build import guest
 from bench.errors import TargetError
+from bench.nightly import history
+from bench.nightly import workflow as nightly
 from bench.targets import sshconn
 from tests.conftest import bench_cli
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench import history
+from bench.nightly import history
 from tests.conftest import REPO, bench_cli
 from tests.test_run_e2e import run_dir_of
 

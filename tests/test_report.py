@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench import results
-from bench.report import document, markdown, tables
+from bench.report import document, frames, markdown
 from tests.chromium import BINARY, Chromium
 from tests.conftest import REPO, bench_cli, run_suite
 from tests.test_run_e2e import run_dir_of
@@ -205,11 +205,11 @@ def test_chromium_check_sees_a_broken_image_and_a_fetch(tmp_path: Path) -> None:
 
 
 def test_interval_and_overhead_text() -> None:
-    assert tables.interval_text(0.0123, 0.0119, 0.0128, "s") == "12.3 [11.9, 12.8] ms"
-    assert tables.interval_text(0.00098, 0.00095, 0.00102, "s") == "980 µs [950 µs, 1.02 ms]"
-    assert tables.interval_text(5.0, float("nan"), float("nan"), "s") == "5 s (no CI: n < 5)"
-    assert tables.overhead_text(1.083, 1.067, 1.151) == "+8.3% [+6.7%, +15.1%]"
-    assert tables.overhead_text(0.979, 0.944, 1.062) == "-2.1% [-5.6%, +6.2%] n.s."
+    assert frames.interval_text(0.0123, 0.0119, 0.0128, "s") == "12.3 [11.9, 12.8] ms"
+    assert frames.interval_text(0.00098, 0.00095, 0.00102, "s") == "980 µs [950 µs, 1.02 ms]"
+    assert frames.interval_text(5.0, float("nan"), float("nan"), "s") == "5 s (no CI: n < 5)"
+    assert frames.overhead_text(1.083, 1.067, 1.151) == "+8.3% [+6.7%, +15.1%]"
+    assert frames.overhead_text(0.979, 0.944, 1.062) == "-2.1% [-5.6%, +6.2%] n.s."
 
 
 def test_markdown_table_escapes_pipes() -> None:

@@ -130,7 +130,7 @@ def cron_unescape(command: str) -> str:
 
 
 def test_cron_command_runs_no_injected_code_and_passes_every_path_whole(tmp_path: Path) -> None:
-    from bench.schedule import bench_executable
+    from bench.nightly.schedule import bench_executable
 
     suite, history = hostile_places(tmp_path)
     options = ["--threshold", "3%"]
@@ -246,7 +246,7 @@ def test_line_breaks_and_options_nightly_would_refuse_are_refused_at_install(tmp
 
 
 def test_the_start_timeout_adds_up_every_cell_of_the_plan(tmp_path: Path) -> None:
-    from bench.schedule import start_timeout_s
+    from bench.nightly.schedule import start_timeout_s
     from bench.suite import load_suite
 
     suite = tmp_path / "suite.yaml"

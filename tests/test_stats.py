@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from bench.report.console import print_summary
-from bench.report.units import fmt
+from bench.report.terminal import print_summary
 from bench.stats import median_ci, outliers, overhead, ratio, summarize
+from bench.units import fmt
 
 
 def frame(rows):
@@ -63,7 +63,7 @@ def test_units_are_scaled(value: float, unit: str, text: str) -> None:
 
 
 def test_hardware_note_only_when_targets_differ() -> None:
-    from bench.report.console import hardware_note
+    from bench.report.terminal import hardware_note
 
     box = {"cpu_model": "Xeon", "cores": {"logical": 2}, "memory_bytes": 2**34, "python": "3.11"}
     same = {"targets": {"a": {"fingerprint": box}, "b": {"fingerprint": {**box, "python": "3.12"}}}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cache
+from bench import pagecache
 from bench.results import load_cells, load_manifest
 from bench.verdict import judge
 from tests.conftest import bench_cli
@@ -38,7 +38,7 @@ def test_each_problem_is_a_reason() -> None:
             "sm_clock_max_mhz": 1980.0,
         },
     }
-    cold = cache.record("cold", "/proc/sys/vm/drop_caches: Permission denied", 0.0)
+    cold = pagecache.record("cold", "/proc/sys/vm/drop_caches: Permission denied", 0.0)
     reasons = judge(None, {**info, "cache": cold}, min_iterations=10).reasons
     assert len(reasons) == 7, reasons
     assert reasons[0].startswith("too few measured iterations (4 < min_iterations 10)")
@@ -58,7 +58,7 @@ def test_a_failed_cell_is_invalid_for_its_error() -> None:
 
 def test_small_clock_changes_and_a_dropped_cache_are_fine() -> None:
     info = {**STEADY, "gpu_steady": {"sm_clock_min_mhz": 1900.0, "sm_clock_max_mhz": 1980.0}}
-    assert judge(None, {**info, "cache": cache.record("cold", None, 0.1)}, 10).label == "VALID"
+    assert judge(None, {**info, "cache": pagecache.record("cold", None, 0.1)}, 10).label == "VALID"
 
 
 # --- the CPU state, on a FAKE sysfs tree (this machine exposes no throttle counters) ---------
@@ -139,12 +139,12 @@ def test_drop_local_evicts_a_file_from_the_page_cache(tmp_path: Path) -> None:
     data.write_bytes(os.urandom(4 << 20))
     data.read_bytes()
     assert _resident_pages(data) > 0
-    assert cache.drop_local() is None
+    assert pagecache.drop_local() is None
     assert _resident_pages(data) == 0
 
 
 def test_a_drop_that_is_refused_says_why() -> None:
-    reason = cache.drop_local(Path("/proc/version"))
+    reason = pagecache.drop_local(Path("/proc/version"))
     assert reason is not None and reason.startswith("/proc/version: ")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import history
-from bench import nightly as night
+from bench.nightly import history
+from bench.nightly import workflow as night
 from tests.conftest import bench_cli
 
 SECRET = "secret-token-4711"

@@ -26,6 +26,6 @@ def run_workload(
 
     torch is imported on the first call, not when the package is imported.
     """
-    from workloads.runner import run_workload as run
+    from workloads.execute import run_workload as run
 
     return run(spec, emit)

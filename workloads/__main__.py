@@ -58,7 +58,7 @@ def run(spec_path: str | None, spec_json: str | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         spec = _read_spec(spec_path, spec_json)
-        from workloads.runner import execute
+        from workloads.execute import execute
 
         execute(spec, emit)
     except SpecError as exc:

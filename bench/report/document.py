@@ -15,9 +15,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import results, stability, stats
-from bench.report import markdown, plots, tables
-from bench.report.console import baseline_of, hardware_note, is_paired, target_labels
-from bench.report.units import fmt
+from bench.report import frames, markdown, plots
+from bench.report.terminal import baseline_of, hardware_note, is_paired, target_labels
+from bench.units import fmt
 
 HTML_NAME, MARKDOWN_NAME = "report.html", "report.md"
 RUN_STATUS = {  # what an unfinished or failed run means for its numbers
@@ -78,9 +78,9 @@ def build(run_dir: str | Path) -> Report:
         manifest=manifest,
         warnings=read_first(manifest, cells),
         stability=stability.warnings(samples, raw),
-        invalid=tables.invalid(cells),
-        headline=tables.headline_tables(samples, manifest),
-        environment=tables.environment(manifest),
+        invalid=frames.invalid(cells),
+        headline=frames.headline_tables(samples, manifest),
+        environment=frames.environment(manifest),
         absent=absent_metrics(cells),
         summary=summary(samples, manifest),
         figures=figures(samples, cells, raw, manifest),
@@ -154,7 +154,7 @@ def summary(samples: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
             "metric": found["metric"],
             "n": found["n"],
             "median [95% CI]": [
-                tables.interval_text(r.median, r.ci_low, r.ci_high, r.unit)
+                frames.interval_text(r.median, r.ci_low, r.ci_high, r.unit)
                 for r in found.itertuples()
             ],
             "IQR": [fmt(r.iqr, r.unit) for r in found.itertuples()],

@@ -20,8 +20,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from bench import stats
-from bench.report import tables
-from bench.report.console import baseline_of, invalid_numbers
+from bench.report import frames
+from bench.report.terminal import baseline_of, invalid_numbers
 
 PALETTE = matplotlib.colormaps["tab10"].colors
 STARTUP_PHASES = (
@@ -158,7 +158,7 @@ def throughput_bars(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | 
 def overhead_forest(headline: pd.DataFrame, palette: dict[str, Any]) -> Figure | None:
     """Per workload, each target's change against the baseline on every compared metric, with
     its 95% CI; hollow markers are changes whose interval contains zero (no measurable
-    difference). ``headline`` is ``tables.headline``'s frame."""
+    difference). ``headline`` is ``frames.headline``'s frame."""
     found = headline.dropna(subset=["ratio"])
     if found.empty:
         return None
@@ -358,7 +358,7 @@ def named_figures(
     """Every figure the run has data for, titled, in reading order: what a report embeds and
     a notebook displays. ``raw`` is ``results.tag_raw``'s output."""
     palette = colours(targets_of(samples, manifest))
-    headline = tables.headline(samples, manifest)
+    headline = frames.headline(samples, manifest)
     drawn = [
         ("Change against the baseline", overhead_forest(headline, palette)),
         ("Start-up phases", startup_phases(samples, palette)),

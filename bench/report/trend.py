@@ -9,8 +9,8 @@ from rich.table import Table
 
 from bench import history, results
 from bench.report import document, plots
-from bench.report.console import KEY_METRICS
-from bench.report.units import fmt
+from bench.report.terminal import KEY_METRICS
+from bench.units import fmt
 
 PAGE = "history.html"
 

@@ -26,18 +26,18 @@ import docker.utils
 from docker.models.containers import Container
 from pydantic import Field, model_validator
 
-from bench import cache, interrupts, metadata, owner, state
+from bench import interrupts, metadata, owner, pagecache, state
 from bench.build.builder import Builder
 from bench.errors import TargetError, WorkerError
 from bench.limits import Cpus, GpuCount
 from bench.probes.container import ContainerMemorySampler
-from bench.report.units import fmt
 from bench.targets import envvars, package, worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.dockerclient import DockerTls, Engine, connect, is_local, resolve_url, translated
 from bench.targets.envvars import EnvMap
 from bench.targets.sizes import Size
 from bench.targets.stream import EventStream
+from bench.units import fmt
 
 LABEL_RUN = "bench.run_id"
 LABEL_TARGET = "bench.target"
@@ -226,7 +226,7 @@ class DockerTarget:
         host = self.host_id()
         if host != "localhost":
             return f"the Docker engine at {host} is remote: its host's page cache is out of reach"
-        return cache.drop_local()
+        return pagecache.drop_local()
 
     def host_id(self) -> str:
         """Containers on a local engine share this machine with ``local`` targets."""

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from bench import cache, interrupts, owner, state
+from bench import interrupts, owner, pagecache, state
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import envvars, worker
@@ -165,7 +165,7 @@ class LocalTarget:
 
     def drop_caches(self) -> str | None:
         """The worker runs on this host, so this host's page cache is the one to drop."""
-        return cache.drop_local()
+        return pagecache.drop_local()
 
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[LocalDeployment]:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, SecretStr
 
-from bench import cache, interrupts, state
+from bench import interrupts, pagecache, state
 from bench.errors import TargetError, WorkerError
 from bench.limits import MAX_RETRIES, Seconds
 from bench.targets import envvars, package, remotedir, worker
@@ -289,7 +289,7 @@ class SshTarget:
         except TargetError as exc:
             return exc.one_line()
         try:
-            status, output = execute(client, cache.REMOTE_DROP, timeout=120)
+            status, output = execute(client, pagecache.REMOTE_DROP, timeout=120)
         except TargetError as exc:
             return exc.one_line()
         finally:

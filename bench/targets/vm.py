@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import paramiko
 from pydantic import Field, model_validator
 
-from bench import cache, interrupts, metadata, owner
+from bench import interrupts, metadata, owner, pagecache
 from bench.build import guest as guest_build
 from bench.build.builder import Builder
 from bench.build.guest import GuestImage
@@ -289,7 +289,7 @@ class QemuVmTarget:
     def drop_caches(self) -> str | None:
         """Every guest boots with an empty page cache; the host's, which holds the disk image's
         pages under ``disk_cache: writeback``, is dropped here."""
-        return cache.drop_local()
+        return pagecache.drop_local()
 
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[VmDeployment]:

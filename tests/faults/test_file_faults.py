@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import history
+from bench.nightly import history
 from bench.results import load, load_cells
 from tests.conftest import bench_cli
 from tests.faults import runs

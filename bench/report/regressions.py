@@ -28,7 +28,7 @@ from bench.compare import (
     Comparison,
 )
 from bench.report import markdown as md
-from bench.report.units import fmt
+from bench.units import fmt
 
 COLUMNS = ("target", "workload", "metric", "base", "new", "change [95% CI]", "p", "status")
 STYLES = {

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bench import stability, stats
 from bench.metadata import hardware
-from bench.report.units import fmt
+from bench.units import fmt
 
 
 def target_labels(manifest: dict[str, Any]) -> dict[str, str]:

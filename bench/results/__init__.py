@@ -36,9 +36,9 @@ from typing import Any
 import pandas as pd
 from pydantic import TypeAdapter
 
-from bench import resultrows
 from bench.errors import ResultsError, ResultsWriteError
-from bench.resultrows import ResultsWarning
+from bench.results import rows as resultrows
+from bench.results.rows import ResultsWarning
 
 SCHEMA_VERSION = 1
 RESERVE_FILE = "manifest.reserve"

@@ -20,11 +20,12 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from bench import history, results, webhook
+from bench import results
 from bench.compare import DRIFT, REGRESSION, Comparison, compare_runs
 from bench.errors import InputError, ResultsError
-from bench.report import comparison as render
-from bench.report.console import KEY_METRICS
+from bench.nightly import history, webhook
+from bench.report import regressions as render
+from bench.report.terminal import KEY_METRICS
 
 LOCK = "nightly.lock"
 ALERTS = "alerts"

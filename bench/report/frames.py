@@ -9,8 +9,8 @@ import pandas as pd
 
 from bench import stats
 from bench.metadata import hardware
-from bench.report.console import KEY_METRICS, baseline_of, invalid_cells, is_paired, target_labels
-from bench.report.units import fmt
+from bench.report.terminal import KEY_METRICS, baseline_of, invalid_cells, is_paired, target_labels
+from bench.units import fmt
 
 # The headline: the key metrics, plus memory overhead and GPU use where a run has them.
 HEADLINE_METRICS = (*KEY_METRICS, "mem.overhead_bytes", "gpu.util_mean_pct", "gpu.mem_peak_bytes")

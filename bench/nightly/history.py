@@ -31,7 +31,7 @@ from scipy import stats as scipy_stats
 from bench import results, stats
 from bench.compare import direction, key_facts
 from bench.errors import ResultsError
-from bench.report.console import invalid_numbers
+from bench.report.terminal import invalid_numbers
 
 INDEX = "index.jsonl"
 RUNS = "runs"
