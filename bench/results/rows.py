@@ -94,22 +94,6 @@ def index(value: int, name: str) -> int:
     return value
 
 
-MANIFEST_SHAPE = {"run_id": str, "status": str, "created_at": str, "suite": dict, "targets": dict}
-
-
-def manifest_problem(manifest: Any) -> str | None:
-    """What is wrong with the top level of a manifest that readers index into, if anything
-    (each key may be absent: a run is created before the runner fills it in)."""
-    if not isinstance(manifest, dict):
-        return "not a JSON object"
-    for key, kind in MANIFEST_SHAPE.items():
-        if key in manifest and not isinstance(manifest[key], kind):
-            return f"{key} is not a JSON {'object' if kind is dict else 'string'}"
-    if not isinstance(manifest.get("suite", {}).get("name", ""), str):
-        return "suite.name is not a JSON string"
-    return None
-
-
 def read_json(path: Path, what: str) -> Any:
     """One JSON document (a manifest, a raw file); every failure is one ``ResultsError``."""
     try:
