@@ -16,7 +16,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -35,6 +35,7 @@ from bench.targets import envvars, package, worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.dockerclient import DockerTls, Engine, connect, is_local, resolve_url, translated
 from bench.targets.envvars import EnvMap
+from bench.targets.kind import Kind
 from bench.targets.sizes import Size
 from bench.targets.stream import EventStream
 from bench.units import fmt
@@ -513,3 +514,30 @@ def _dir(tar: tarfile.TarFile, name: str) -> None:
     info = tarfile.TarInfo(name)
     info.type, info.mode = tarfile.DIRTYPE, 0o755
     tar.addfile(info)
+
+
+class DockerKind(Kind):
+    """A container's artefacts: the image (built or pulled, with its id) and the engine."""
+
+    def runtime(self, artefacts: Mapping[str, Any]) -> str:
+        image = artefacts.get("image")
+        tag = image.get("tag") if isinstance(image, dict) else image
+        return f"docker {tag or '?'} on {artefacts.get('engine', '?')}"
+
+    def built(self, artefacts: Mapping[str, Any]) -> str:
+        image = artefacts.get("image")
+        if isinstance(image, dict):
+            return f"image {image.get('tag') or image.get('ref')} ({str(image.get('id'))[:19]})"
+        return super().built(artefacts)
+
+    def identity(self, artefacts: Mapping[str, Any]) -> dict[str, Any]:
+        image = artefacts.get("image")
+        found = image.get("id") if isinstance(image, dict) else image
+        return {"image": found} if found else {}
+
+
+KIND = DockerKind(
+    "docker",
+    "a fresh container per repetition through the Docker Engine API, with resource limits",
+    {DockerTargetConfig: "bench.targets.docker:DockerTarget"},
+)

@@ -30,6 +30,7 @@ from bench.probes.process import TreeMemorySampler
 from bench.targets import envvars, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.envvars import EnvMap
+from bench.targets.kind import Kind
 from bench.targets.stream import EventStream
 
 if TYPE_CHECKING:
@@ -250,3 +251,10 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+KIND = Kind(
+    "local",
+    "bare metal on this host: the worker runs as a subprocess of a chosen interpreter",
+    {LocalTargetConfig: "bench.targets.local:LocalTarget"},
+)

@@ -28,6 +28,7 @@ from bench.limits import MAX_RETRIES, Seconds
 from bench.targets import envvars, package, remotedir, worker
 from bench.targets.base import Measurement, TargetConfig, bare_metal_overhead
 from bench.targets.envvars import EnvMap
+from bench.targets.kind import Kind
 from bench.targets.remotecmd import (
     execute,
     kill_group_command,
@@ -341,3 +342,10 @@ class SshTarget:
             state.current().discard(self._state_key(run_id))
         finally:
             client.close()
+
+
+KIND = Kind(
+    "ssh",
+    "a remote host over SSH (paramiko): the worker is uploaded per run and removed after",
+    {SshTargetConfig: "bench.targets.ssh:SshTarget"},
+)

@@ -16,13 +16,13 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import paramiko
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from bench import interrupts, metadata, owner, pagecache
 from bench.build import guest as guest_build
@@ -34,11 +34,13 @@ from bench.probes.process import PssSampler
 from bench.targets import accel, envvars, worker
 from bench.targets.base import Measurement, TargetConfig
 from bench.targets.envvars import EnvMap
+from bench.targets.kind import Kind
 from bench.targets.qemu import QEMU_HINT, Guest, Machine, owners, remove_guest
 from bench.targets.remotecmd import execute, secret_input, start_worker, worker_command
 from bench.targets.sizes import Size
 from bench.targets.ssh import SshDeployment
 from bench.targets.sshconn import Endpoint
+from bench.targets.vmstatic import StaticVmConfig
 
 MiB = 1 << 20
 CELL_DIR = guest_build.WORKDIR + "/bench-cell"
@@ -348,3 +350,50 @@ def _host_hardware() -> dict[str, Any]:
         "gpu_names": gpus,
     }
     return metadata.hardware(probed)
+
+
+def _provisioner(value: Any) -> str:
+    """``provisioner:`` of a VM target; QEMU when the suite leaves it out."""
+    if isinstance(value, dict):
+        return str(value.get("provisioner", "qemu"))
+    return str(getattr(value, "provisioner", "qemu"))
+
+
+VmConfig = Annotated[
+    Annotated[QemuVmConfig, Tag("qemu")] | Annotated[StaticVmConfig, Tag("static")],
+    Discriminator(_provisioner),
+]
+
+
+class VmKind(Kind):
+    """A VM's artefacts: the provisioner, and for a QEMU guest its disk, QEMU and accelerator."""
+
+    def runtime(self, artefacts: Mapping[str, Any]) -> str:
+        return f"vm ({artefacts.get('provisioner', 'qemu')})"
+
+    def built(self, artefacts: Mapping[str, Any]) -> str:
+        guest = artefacts.get("guest")
+        if isinstance(guest, dict):
+            accel = artefacts.get("accel_label")
+            return f"guest disk {guest.get('path')} (kernel {guest.get('kernel')}, {accel})"
+        return super().built(artefacts)
+
+    def identity(self, artefacts: Mapping[str, Any]) -> dict[str, Any]:
+        guest = artefacts.get("guest")
+        built = {
+            "guest": guest.get("key") if isinstance(guest, dict) else guest,
+            "qemu": artefacts.get("qemu"),
+        }
+        return {k: v for k, v in built.items() if v}
+
+
+KIND = VmKind(
+    "vm",
+    "a virtual machine: a fresh QEMU guest per repetition (provisioner: qemu), or an "
+    "existing VM over SSH with optional start/stop commands (provisioner: static)",
+    {
+        QemuVmConfig: "bench.targets.vm:QemuVmTarget",
+        StaticVmConfig: "bench.targets.vmstatic:StaticVmTarget",
+    },
+    config=VmConfig,
+)
