@@ -7,10 +7,14 @@ codes and every message a user sees is a single line that says what and where.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from bench.compare import Difference
+
+class Described(Protocol):
+    """Something that says in one line what it is (e.g. ``compare.Difference``)."""
+
+    def describe(self) -> str: ...
 
 
 class BenchError(Exception):
@@ -76,7 +80,7 @@ class IncomparableRunsError(InputError):
     """Two runs whose key fingerprints differ: comparing them would measure the machines (or
     the kernel, driver, torch…) rather than the change. Carries the differences."""
 
-    def __init__(self, differences: list[Difference], *, hint: str | None = None) -> None:
+    def __init__(self, differences: Sequence[Described], *, hint: str | None = None) -> None:
         found = "; ".join(d.describe() for d in differences)
         super().__init__(
             f"cannot compare runs from different hosts: {found}",

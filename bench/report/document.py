@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 from bench import results, stability, stats
 from bench.report import frames, markdown, plots
-from bench.report.terminal import baseline_of, hardware_note, is_paired, target_labels
+from bench.report.terminal import hardware_note, target_labels
+from bench.results.model import Manifest, as_manifest
 from bench.units import fmt
 
 HTML_NAME, MARKDOWN_NAME = "report.html", "report.md"
@@ -56,7 +57,7 @@ class Report:
     """Everything a report shows, computed from one run directory."""
 
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     warnings: list[str]
     stability: list[str]
     invalid: pd.DataFrame
@@ -70,7 +71,7 @@ class Report:
 def build(run_dir: str | Path) -> Report:
     """Read one run directory and compute its tables, warnings and figures."""
     run_dir = Path(run_dir)
-    manifest = results.load_manifest(run_dir)
+    manifest = results.read_manifest(run_dir)
     samples, cells = results.load(run_dir), results.load_cells(run_dir)
     raw = results.tag_raw(results.load_raw(run_dir), cells)
     return Report(
@@ -91,7 +92,7 @@ def figures(
     samples: pd.DataFrame,
     cells: pd.DataFrame,
     raw: dict[str, dict[str, Any]],
-    manifest: dict[str, Any],
+    manifest: Manifest | dict[str, Any],
 ) -> Figures:
     """The report's figures as PNG, those the run has data for."""
     out = Figures()
@@ -100,26 +101,25 @@ def figures(
     return out
 
 
-def read_first(manifest: dict[str, Any], cells: pd.DataFrame) -> list[str]:
+def read_first(manifest: Manifest | dict[str, Any], cells: pd.DataFrame) -> list[str]:
     """What a reader must know before trusting any number: an unfinished run, failed cells,
     the environment checks that warned, different hardware. (How stable each measurement was
     is ``stability.warnings``: more of them, about single metrics.) Settings that exposed a
     host (``bench.exposure``) come first: they matter beyond the numbers."""
-    out = [f"security: {line}" for line in manifest.get("security_warnings") or []]
-    status = manifest.get("status")
-    if status in RUN_STATUS:
-        out.append(RUN_STATUS[status])
-    if manifest.get("error"):
-        out.append(f"the run stopped: {manifest['error']}")
+    manifest = as_manifest(manifest)
+    out = [f"security: {line}" for line in manifest.security_warnings]
+    if manifest.status in RUN_STATUS:
+        out.append(RUN_STATUS[manifest.status])
+    if manifest.error:
+        out.append(f"the run stopped: {manifest.error}")
     if not cells.empty and "status" in cells:
         failed = int((cells["status"] != "ok").sum())
         if failed:
             out.append(f"{failed} of {len(cells)} cells failed; see INVALID cells")
-    for name, entry in manifest.get("targets", {}).items():
-        for check in (entry.get("fingerprint") or {}).get("environment") or []:
-            if check.get("status") == "warn":
-                fix = f" (fix: {check['fix']})" if check.get("fix") else ""
-                out.append(f"{name}: {check['check']}: {check['value']}{fix}")
+    for name, fingerprint in manifest.fingerprints().items():
+        for check in fingerprint.warnings:
+            fix = f" (fix: {check.fix})" if check.fix else ""
+            out.append(f"{name}: {check.check}: {check.value}{fix}")
     note = hardware_note(manifest)
     if note:
         out.append(" ".join(line.strip() for line in note.removeprefix("note: ").splitlines()))
@@ -143,7 +143,7 @@ def absent_metrics(cells: pd.DataFrame) -> pd.DataFrame:
     return counted[columns]
 
 
-def summary(samples: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+def summary(samples: pd.DataFrame, manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
     """Every metric's median, 95% CI and IQR per workload and target, as display text."""
     found = stats.summarize(samples)
     labels = target_labels(manifest)
@@ -168,18 +168,20 @@ def summary(samples: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
 
 def _facts(report: Report) -> list[tuple[str, str]]:
     manifest = report.manifest
-    suite = manifest.get("suite", {})
-    controller = manifest.get("controller", {})
-    baseline = baseline_of(manifest)
-    how = "median of per-repetition ratios" if is_paired(manifest) else "ratio of medians"
+    suite = manifest.suite
+    controller = manifest.controller
+    baseline = manifest.baseline
+    how = "median of per-repetition ratios" if manifest.paired else "ratio of medians"
+    run = results.run_name(report.run_dir, manifest)
+    repetitions = "?" if suite.repetitions is None else suite.repetitions
     return [
-        ("run", f"{manifest.get('run_id', report.run_dir.name)} ({manifest.get('status', '?')})"),
-        ("started", str(manifest.get("created_at", "?"))),
-        ("finished", str(manifest.get("finished_at", "not finished"))),
-        ("order", f"{suite.get('order', '?')}, {suite.get('repetitions', '?')} repetitions"),
-        ("page cache", str(manifest.get("cache", suite.get("cache", "warm")))),
+        ("run", f"{run} ({manifest.status or '?'})"),
+        ("started", str(manifest.created_at or "?")),
+        ("finished", str(manifest.finished_at or "not finished")),
+        ("order", f"{suite.order}, {repetitions} repetitions"),
+        ("page cache", str(manifest.cache or suite.cache or "warm")),
         ("baseline", f"{baseline} ({how}, 95% CI)" if baseline else "none"),
-        ("bench", f"{controller.get('bench_version', '?')} ({controller.get('git_commit', '?')})"),
+        ("bench", f"{controller.bench_version or '?'} ({controller.git_commit or '?'})"),
     ]
 
 
@@ -206,8 +208,8 @@ def render_html(report: Report) -> str:
     targets, env_rows = _environment_rows(report)
     figures = [(title, data_uri_payload(data)) for title, data in report.figures.items]
     return template("report.html.j2").render(
-        title=f"bench report: {report.manifest.get('suite', {}).get('name', report.run_dir.name)}",
-        description=report.manifest.get("suite", {}).get("description"),
+        title=f"bench report: {_name(report)}",
+        description=report.manifest.suite.description,
         facts=_facts(report),
         warnings=report.warnings,
         stability=report.stability,
@@ -222,14 +224,17 @@ def render_html(report: Report) -> str:
     )
 
 
+def _name(report: Report) -> str:
+    return report.manifest.suite.name or report.run_dir.name
+
+
 def _records(table: pd.DataFrame) -> dict[str, Any]:
     return {"columns": list(table.columns), "rows": list(table.itertuples(name=None))}
 
 
 def render_markdown(report: Report) -> str:
     """The same report as text: tables and warnings; the figures are in report.html."""
-    name = report.manifest.get("suite", {}).get("name", report.run_dir.name)
-    lines = [f"# bench report: {name}", ""]
+    lines = [f"# bench report: {_name(report)}", ""]
     lines += [f"- **{key}**: {value}" for key, value in _facts(report)]
     if report.warnings or report.stability or not report.invalid.empty:
         lines += ["", "## Read this first", ""]

@@ -8,14 +8,13 @@ from typing import Any
 import pandas as pd
 
 from bench import stats
-from bench.metadata import hardware
-from bench.report.terminal import KEY_METRICS, baseline_of, invalid_cells, is_paired, target_labels
+from bench.metrics import HEADLINE_METRICS, OVERHEAD_METRICS
+from bench.report.terminal import target_labels
+from bench.results import invalid_cells
+from bench.results.model import Fingerprint, Manifest, TargetEntry, as_manifest
+from bench.targets import registry
 from bench.units import fmt
 
-# The headline: the key metrics, plus memory overhead and GPU use where a run has them.
-HEADLINE_METRICS = (*KEY_METRICS, "mem.overhead_bytes", "gpu.util_mean_pct", "gpu.mem_peak_bytes")
-# Ratios of percentages (GPU utilisation) mislead; those stay values without a ratio.
-OVERHEAD_METRICS = (*KEY_METRICS, "mem.overhead_bytes", "gpu.mem_peak_bytes")
 HEADLINE_COLUMNS = [
     "workload",
     "target",
@@ -32,19 +31,21 @@ HEADLINE_COLUMNS = [
 ]
 
 
-def headline(samples: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+def headline(samples: pd.DataFrame, manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
     """One row per (workload, target, headline metric): the median with its 95% CI and, for
-    targets other than the baseline, the ratio to the baseline with its CI and the verdict."""
+    targets other than the baseline, the ratio to the baseline with its CI and the verdict
+    (``bench.metrics`` says which metrics are in the headline and which have a ratio)."""
+    manifest = as_manifest(manifest)
     keyed = samples[samples["metric"].isin(HEADLINE_METRICS)]
     if keyed.empty:
         return pd.DataFrame(columns=HEADLINE_COLUMNS)
     compared = keyed[keyed["metric"].isin(OVERHEAD_METRICS)]
     columns = ["workload", "target", "metric", "unit", "n", "median", "ci_low", "ci_high"]
     summary = stats.summarize(keyed)[columns]
-    baseline = baseline_of(manifest)
+    baseline = manifest.baseline
     keys = ["workload", "target", "metric"]
     ratios = pd.DataFrame(columns=[*keys, "ratio", "ratio_low", "ratio_high", "overhead"])
-    found = stats.overhead(compared, baseline, paired=is_paired(manifest)) if baseline else None
+    found = stats.overhead(compared, baseline, paired=manifest.paired) if baseline else None
     if found is not None and not found.empty:
         ratios = found.rename(
             columns={"ci_low": "ratio_low", "ci_high": "ratio_high", "verdict": "overhead"}
@@ -82,13 +83,16 @@ def overhead_text(ratio: float, low: float, high: float) -> str:
     return text if not low <= 1.0 <= high else f"{text} n.s."
 
 
-def headline_tables(samples: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, pd.DataFrame]:
+def headline_tables(
+    samples: pd.DataFrame, manifest: Manifest | dict[str, Any]
+) -> dict[str, pd.DataFrame]:
     """Per workload, a display table: rows are targets; columns the repetitions, then each
     headline metric as 'median [95% CI]', each key metric followed by its change against the
     baseline ('vs <baseline>')."""
+    manifest = as_manifest(manifest)
     found = headline(samples, manifest)
     labels = target_labels(manifest)
-    baseline = baseline_of(manifest)
+    baseline = manifest.baseline
     out: dict[str, pd.DataFrame] = {}
     for workload, group in found.groupby("workload", sort=False):
         columns: dict[str, dict[str, str]] = {"repetitions": {}}
@@ -135,68 +139,56 @@ ENVIRONMENT_ROWS = (
 )
 
 
-def _runtime(kind: str, artefacts: dict[str, Any]) -> str:
-    """What the target ran in: the image for a container, the provisioner for a VM."""
-    if kind == "docker":
-        image = artefacts.get("image")
-        tag = image.get("tag") if isinstance(image, dict) else image
-        return f"docker {tag or '?'} on {artefacts.get('engine', '?')}"
-    if kind == "vm":
-        return f"vm ({artefacts.get('provisioner', 'qemu')})"
-    return str(artefacts.get("python") or kind)
-
-
-def _limits(fingerprint: dict[str, Any]) -> str:
-    limits = fingerprint.get("cgroup_limits") or {}
+def _limits(fingerprint: Fingerprint) -> str:
+    limits = fingerprint.cgroup_limits or {}
     cpus, memory = limits.get("cpus"), limits.get("memory_bytes")
     parts = [f"{cpus:g} CPUs" if cpus else "", fmt(memory, "bytes") if memory else ""]
     return ", ".join(p for p in parts if p) or "none"
 
 
-def _warnings(fingerprint: dict[str, Any]) -> str:
-    found = [c for c in fingerprint.get("environment") or [] if c.get("status") == "warn"]
-    return "; ".join(f"{c['check']}: {c['value']}" for c in found) or "none"
+def _warnings(fingerprint: Fingerprint) -> str:
+    found = fingerprint.warnings
+    return "; ".join(f"{c.check}: {c.value}" for c in found) or "none"
 
 
-def _environment_column(entry: dict[str, Any]) -> dict[str, str]:
-    fingerprint = entry.get("fingerprint") or {}
-    artefacts = entry.get("artefacts") or {}
-    hw = hardware(fingerprint) if fingerprint else {}
-    cores = fingerprint.get("cores")
-    logical = cores.get("logical") if isinstance(cores, dict) else cores
-    memory = fingerprint.get("memory_bytes")
-    python = fingerprint.get("python")
-    nvml = fingerprint.get("nvml") or {}
-    virt = fingerprint.get("virtualization") or {}
-    values = {
-        "kind": entry.get("kind", "?"),
-        "runtime": _runtime(entry.get("kind", ""), artefacts),
-        "accel": artefacts.get("accel_label") or ("native" if entry.get("kind") != "vm" else ""),
-        "CPU": hw.get("cpu_model") or "",
-        "cores": str(logical or ""),
-        "memory": fmt(memory, "bytes") if memory else "",
-        "limits": _limits(fingerprint) if fingerprint else "",
-        "GPUs": ", ".join(fingerprint.get("gpu_names") or []) or ("none" if fingerprint else ""),
-        "driver": nvml.get("driver_version") or ("none" if fingerprint else ""),
-        "kernel": fingerprint.get("kernel") or "",
-        "OS": fingerprint.get("os") or "",
-        "virtualization": virt.get("systemd_detect_virt") or "",
+def _environment_column(entry: TargetEntry) -> dict[str, str]:
+    fp = entry.fingerprint
+    kind = registry.kind(entry.kind or "")
+    accel = kind.accel_label(entry.artefacts) or ("native" if entry.kind != "vm" else "")
+    values = {"kind": entry.kind or "?", "runtime": kind.runtime(entry.artefacts), "accel": accel}
+    values.update(_fingerprint_rows(fp) if fp is not None else {})
+    return {row: str(values.get(row, "")) for row in ENVIRONMENT_ROWS}
+
+
+def _fingerprint_rows(fp: Fingerprint) -> dict[str, str]:
+    """The rows a fingerprint fills; 'none' says a recorded fingerprint found nothing."""
+    python = fp.python
+    return {
+        "CPU": fp.hardware().get("cpu_model") or "",
+        "cores": str(fp.logical_cores or ""),
+        "memory": fmt(fp.memory_bytes, "bytes") if fp.memory_bytes else "",
+        "limits": _limits(fp),
+        "GPUs": ", ".join(fp.gpu_names or []) or "none",
+        "driver": fp.driver or "none",
+        "kernel": fp.kernel or "",
+        "OS": fp.os or "",
+        "virtualization": (fp.virtualization or {}).get("systemd_detect_virt") or "",
         "Python": python.get("version", "") if isinstance(python, dict) else str(python or ""),
-        "torch": fingerprint.get("torch") or "",
-        "CUDA": fingerprint.get("torch_cuda") or ("none" if fingerprint else ""),
-        "numpy": fingerprint.get("numpy") or "",
-        "environment warnings": _warnings(fingerprint) if fingerprint else "",
+        "torch": fp.torch or "",
+        "CUDA": fp.torch_cuda or "none",
+        "numpy": fp.numpy or "",
+        "environment warnings": _warnings(fp),
     }
-    return {row: str(values[row]) for row in ENVIRONMENT_ROWS}
 
 
-def environment(manifest: dict[str, Any]) -> pd.DataFrame:
+def environment(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
     """Rows are properties, columns targets (by their labels), plus a ``differs`` column that
     is True where the targets disagree: the first thing to check when two targets differ."""
+    manifest = as_manifest(manifest)
     labels = target_labels(manifest)
     columns = {
         labels.get(name, name): _environment_column(entry)
-        for name, entry in manifest.get("targets", {}).items()
+        for name, entry in manifest.targets.items()
     }
     table = pd.DataFrame(columns, index=list(ENVIRONMENT_ROWS))
     if table.empty:

@@ -21,7 +21,8 @@ from matplotlib.ticker import FuncFormatter
 
 from bench import stats
 from bench.report import frames
-from bench.report.terminal import baseline_of, invalid_numbers
+from bench.results import invalid_numbers
+from bench.results.model import Manifest, as_manifest
 
 PALETTE = matplotlib.colormaps["tab10"].colors
 STARTUP_PHASES = (
@@ -46,14 +47,16 @@ def colours(targets: list[str]) -> dict[str, tuple[float, ...]]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(targets)}
 
 
-def targets_of(samples: pd.DataFrame, manifest: dict[str, Any] | None = None) -> list[str]:
+def targets_of(
+    samples: pd.DataFrame, manifest: Manifest | dict[str, Any] | None = None
+) -> list[str]:
     """Targets in suite order (the manifest's), else in the order they appear."""
-    listed = [t["name"] for t in (manifest or {}).get("suite", {}).get("targets", [])]
+    listed = [t.get("name") for t in as_manifest(manifest or {}).suite.targets]
     seen = list(dict.fromkeys(samples["target"])) if "target" in samples else []
     return [t for t in listed if t in seen] + [t for t in seen if t not in listed]
 
 
-def _panels(count: int, title: str) -> tuple[Figure, list[Any]]:
+def panel_grid(count: int, title: str) -> tuple[Figure, list[Any]]:
     columns = min(count, 3)
     rows = -(-count // columns)
     figure = Figure(figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows))
@@ -68,7 +71,7 @@ def _per_workload(found: pd.DataFrame, title: str) -> tuple[Figure, list[tuple[A
     """One panel per workload in ``found``: the figure and (axis, workload, that workload's
     summary statistics) for each."""
     workloads = list(dict.fromkeys(found["workload"]))
-    figure, axes = _panels(len(workloads), title)
+    figure, axes = panel_grid(len(workloads), title)
     panels = [
         (axis, workload, stats.summarize(found[found["workload"] == workload]))
         for axis, workload in zip(axes, workloads, strict=True)
@@ -76,7 +79,7 @@ def _per_workload(found: pd.DataFrame, title: str) -> tuple[Figure, list[tuple[A
     return figure, panels
 
 
-def _scale(unit: str, values: np.ndarray) -> tuple[float, str]:
+def scale_for(unit: str, values: np.ndarray) -> tuple[float, str]:
     """A divisor and axis unit that keep tick labels short (s→ms, bytes→MiB)."""
     if unit == "s":
         top = float(np.nanmax(values)) if len(values) else 0.0
@@ -88,7 +91,7 @@ def _scale(unit: str, values: np.ndarray) -> tuple[float, str]:
     return 1.0, unit
 
 
-def _finish(figure: Figure) -> Figure:
+def finish(figure: Figure) -> Figure:
     figure.tight_layout()
     return figure
 
@@ -152,7 +155,7 @@ def throughput_bars(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | 
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axis.set_title(workload)
         axis.set_ylabel(f"{summary['metric'].iloc[0]} ({summary['unit'].iloc[0]})")
-    return _finish(figure)
+    return finish(figure)
 
 
 def overhead_forest(headline: pd.DataFrame, palette: dict[str, Any]) -> Figure | None:
@@ -163,7 +166,7 @@ def overhead_forest(headline: pd.DataFrame, palette: dict[str, Any]) -> Figure |
     if found.empty:
         return None
     workloads = list(dict.fromkeys(found["workload"]))
-    figure, axes = _panels(len(workloads), "Change against the baseline (95% CI)")
+    figure, axes = panel_grid(len(workloads), "Change against the baseline (95% CI)")
     for axis, workload in zip(axes, workloads, strict=True):
         rows = found[found["workload"] == workload].reset_index(drop=True)
         for y, row in rows.iterrows():
@@ -187,7 +190,7 @@ def overhead_forest(headline: pd.DataFrame, palette: dict[str, Any]) -> Figure |
         axis.set_title(workload)
         axis.set_xlabel("change vs baseline (%)")
         axis.grid(True, axis="x", alpha=0.3)
-    return _finish(figure)
+    return finish(figure)
 
 
 def latency_cdfs(
@@ -199,7 +202,7 @@ def latency_cdfs(
     if not latencies:
         return None
     workloads = list(dict.fromkeys(w for w, _ in latencies))
-    figure, axes = _panels(len(workloads), "Inference latency (all measured requests)")
+    figure, axes = panel_grid(len(workloads), "Inference latency (all measured requests)")
     for axis, workload in zip(axes, workloads, strict=True):
         for target in palette:
             values = np.sort(latencies.get((workload, target), np.array([])))
@@ -216,7 +219,7 @@ def latency_cdfs(
         axis.set_ylabel("share of requests ≤ latency")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
-    return _finish(figure)
+    return finish(figure)
 
 
 def _pooled(
@@ -257,7 +260,7 @@ def memory_bars(
                     )  # fmt: skip
         axis.set_title(workload)
         axis.set_ylabel("mem.host_bytes (MiB)")
-    return _finish(figure)
+    return finish(figure)
 
 
 def gpu_timelines(raw: dict[str, dict[str, Any]], palette: dict[str, Any]) -> Figure | None:
@@ -316,10 +319,10 @@ def repetition_dots(
     if not chosen:
         return None
     invalid = invalid_numbers(cells)
-    figure, axes = _panels(len(chosen), "Every repetition (run order; × = INVALID cell)")
+    figure, axes = panel_grid(len(chosen), "Every repetition (run order; × = INVALID cell)")
     for axis, (workload, metric) in zip(axes, chosen.items(), strict=True):
         found = samples[(samples["workload"] == workload) & (samples["metric"] == metric)]
-        scale, unit = _scale(found["unit"].iloc[0], found["value"].to_numpy(dtype=float))
+        scale, unit = scale_for(found["unit"].iloc[0], found["value"].to_numpy(dtype=float))
         for target in palette:
             rows = found[found["target"] == target].sort_values("repetition")
             if rows.empty:
@@ -335,7 +338,7 @@ def repetition_dots(
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
-    return _finish(figure)
+    return finish(figure)
 
 
 def _repetition_metric(samples: pd.DataFrame) -> dict[str, str]:
@@ -353,10 +356,11 @@ def named_figures(
     samples: pd.DataFrame,
     cells: pd.DataFrame,
     raw: dict[str, dict[str, Any]],
-    manifest: dict[str, Any],
+    manifest: Manifest | dict[str, Any],
 ) -> list[tuple[str, Figure]]:
     """Every figure the run has data for, titled, in reading order: what a report embeds and
     a notebook displays. ``raw`` is ``results.tag_raw``'s output."""
+    manifest = as_manifest(manifest)
     palette = colours(targets_of(samples, manifest))
     headline = frames.headline(samples, manifest)
     drawn = [
@@ -364,44 +368,8 @@ def named_figures(
         ("Start-up phases", startup_phases(samples, palette)),
         ("Throughput", throughput_bars(samples, palette)),
         ("Inference latency", latency_cdfs(samples, raw, palette)),
-        ("Memory overhead", memory_bars(samples, palette, baseline_of(manifest))),
+        ("Memory overhead", memory_bars(samples, palette, manifest.baseline)),
         ("GPU utilisation", gpu_timelines(raw, palette)),
         ("Every repetition", repetition_dots(samples, cells, palette)),
     ]
     return [(title, figure) for title, figure in drawn if figure is not None]
-
-
-def trends(
-    frame: pd.DataFrame, points: list[Any], palette: dict[str, Any], metrics: tuple[str, ...]
-) -> Figure | None:
-    """Per (workload, metric), each target's run medians over the history with the
-    interquartile range shaded; change points are dashed lines at the first run after them.
-    ``frame`` is ``history.series``'s, ``points`` are ``history.ChangePoint``s."""
-    found = frame[frame["metric"].isin(metrics)]
-    keys = list(dict.fromkeys(zip(found["workload"], found["metric"], strict=True)))
-    if not keys:
-        return None
-    figure, axes = _panels(len(keys), "Trends over the history (median, IQR shaded)")
-    for axis, (workload, metric) in zip(axes, keys, strict=True):
-        rows = found[(found["workload"] == workload) & (found["metric"] == metric)]
-        scale, unit = _scale(rows["unit"].iloc[0], rows["median"].to_numpy(dtype=float))
-        for target in palette:
-            line = rows[rows["target"] == target].sort_values("order")
-            if line.empty:
-                continue
-            x = line["order"].to_numpy()
-            axis.plot(x, line["median"] / scale, "o-", color=palette[target], label=target)
-            axis.fill_between(
-                x, line["q1"] / scale, line["q3"] / scale, color=palette[target], alpha=0.15
-            )
-        for point in points:
-            if (point.workload, point.metric) == (workload, metric):
-                colour = palette.get(point.target, "grey")
-                axis.axvline(point.index - 0.5, color=colour, linestyle="--", linewidth=1.2)
-        axis.set_title(f"{workload} · {metric}", fontsize=9)
-        axis.set_xlabel("run (oldest first)")
-        axis.set_ylabel(unit)
-        axis.xaxis.get_major_locator().set_params(integer=True)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
-    return _finish(figure)

@@ -10,16 +10,19 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import stability, stats
-from bench.metadata import hardware
+from bench.metrics import KEY_METRICS
+from bench.results import invalid_cells
+from bench.results.model import Manifest, as_manifest
+from bench.targets import registry
 from bench.units import fmt
 
 
-def target_labels(manifest: dict[str, Any]) -> dict[str, str]:
+def target_labels(manifest: Manifest | dict[str, Any]) -> dict[str, str]:
     """How each target is named in tables: a VM's accelerator is part of its name, because a
     number measured under software emulation says nothing about KVM."""
     out = {}
-    for name, entry in manifest.get("targets", {}).items():
-        accel = (entry.get("artefacts") or {}).get("accel_label")
+    for name, entry in as_manifest(manifest).targets.items():
+        accel = registry.kind(entry.kind or "").accel_label(entry.artefacts)
         out[name] = f"{name} [{accel}]" if accel else name
     return out
 
@@ -73,18 +76,6 @@ def _interval(low: float, high: float, unit: str) -> str:
     return f"[{fmt(low, unit)}, {fmt(high, unit)}]"
 
 
-KEY_METRICS = (
-    "startup.total_s",
-    "train.throughput",
-    "train.step_time_s",
-    "infer.throughput",
-    "infer.latency_p50_s",
-    "infer.latency_p99_s",
-    "data.throughput",
-    "mem.host_bytes",
-)
-
-
 def overhead_table(
     samples: pd.DataFrame,
     baseline: str,
@@ -106,24 +97,6 @@ def overhead_table(
     for row in found.itertuples(index=False):
         table.add_row(row.workload, labels.get(row.target, row.target), row.metric, row.verdict)
     return table
-
-
-def invalid_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The INVALID cells with their reasons; a run stored before verdicts existed counts its
-    failed cells as INVALID."""
-    if cells.empty or "status" not in cells:
-        return cells
-    frame = cells.copy()
-    if "verdict" not in frame:
-        frame["verdict"] = frame["status"].map(lambda s: "VALID" if s == "ok" else "INVALID")
-        frame["reasons"] = frame["error"].map(lambda e: [f"the cell failed: {e}"])
-    return frame[frame["verdict"] == "INVALID"]
-
-
-def invalid_numbers(cells: pd.DataFrame) -> set[int]:
-    """The numbers of the INVALID cells (see ``invalid_cells``)."""
-    flagged = invalid_cells(cells)
-    return set(flagged["cell"]) if not flagged.empty else set()
 
 
 def invalid_table(cells: pd.DataFrame) -> Table | None:
@@ -150,17 +123,13 @@ def _describe(hw: dict[str, Any]) -> str:
     return text + (f", GPUs: {', '.join(gpus)}" if gpus else "")
 
 
-def hardware_note(manifest: dict[str, Any]) -> str | None:
+def hardware_note(manifest: Manifest | dict[str, Any]) -> str | None:
     """A warning when the targets of a run did not run on the same hardware, else None.
 
     Comparing targets on different machines measures the machines as much as the isolation;
     the numbers are still stored, but the reader has to know.
     """
-    seen = {
-        name: hardware(entry["fingerprint"])
-        for name, entry in manifest.get("targets", {}).items()
-        if "fingerprint" in entry
-    }
+    seen = {name: fp.hardware() for name, fp in as_manifest(manifest).fingerprints().items()}
     if len({json.dumps(hw, sort_keys=True) for hw in seen.values()}) <= 1:
         return None
     lines = [f"  {name}: {_describe(hw)}" for name, hw in seen.items()]
@@ -174,18 +143,18 @@ def print_summary(
     samples: pd.DataFrame,
     cells: pd.DataFrame,
     title: str,
-    manifest: dict[str, Any] | None = None,
+    manifest: Manifest | dict[str, Any] | None = None,
     raw: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Summary table, the comparison with the baseline, INVALID cells if any, stability
     warnings, and a note when targets differ in hardware."""
-    labels = target_labels(manifest or {})
+    manifest = as_manifest(manifest or {})
+    labels = target_labels(manifest)
     flagged = invalid_cells(cells)
     counts = flagged.groupby(["workload", "target"]).size().to_dict() if not flagged.empty else {}
     console.print(summary_table(samples, title, labels, counts))
-    baseline = baseline_of(manifest or {})
-    paired = is_paired(manifest or {})
-    comparison = overhead_table(samples, baseline, labels, paired) if baseline else None
+    baseline = manifest.baseline
+    comparison = overhead_table(samples, baseline, labels, manifest.paired) if baseline else None
     if comparison is not None:
         console.print(comparison)
     invalid = invalid_table(cells)
@@ -193,19 +162,6 @@ def print_summary(
         console.print(invalid)
     for warning in stability.warnings(samples, raw):
         console.print(f"warning: {warning}", style="yellow", highlight=False)
-    note = hardware_note(manifest or {})
+    note = hardware_note(manifest)
     if note:
         console.print(note, style="yellow", highlight=False)
-
-
-def baseline_of(manifest: dict[str, Any]) -> str | None:
-    """The suite's baseline target, unless the suite turned comparisons off."""
-    suite = manifest.get("suite", {})
-    if suite.get("overhead") is False:
-        return None
-    return next((t["name"] for t in suite.get("targets", []) if t.get("baseline")), None)
-
-
-def is_paired(manifest: dict[str, Any]) -> bool:
-    """Interleaved runs compare repetition with repetition (see ``stats.paired_ratio``)."""
-    return manifest.get("suite", {}).get("order", "interleaved") == "interleaved"

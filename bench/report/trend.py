@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 from rich.table import Table
 
 from bench import history, results
+from bench.metrics import KEY_METRICS
 from bench.report import document, plots
-from bench.report.terminal import KEY_METRICS
 from bench.units import fmt
 
 PAGE = "history.html"
@@ -54,7 +56,7 @@ def page(
 ) -> Path:
     """history.html: the trend figure and every change point, self-contained like a report."""
     targets = list(dict.fromkeys(frame["target"]))
-    figure = plots.trends(frame, points, plots.colours(targets), KEY_METRICS)
+    figure = trend_figure(frame, points, plots.colours(targets), KEY_METRICS)
     image = document.data_uri_payload(document.png(figure)) if figure is not None else None
     html = document.template("history.html.j2").render(
         root=str(root),
@@ -65,3 +67,39 @@ def page(
     path = root / PAGE
     results.write_atomic(path, html)
     return path
+
+
+def trend_figure(
+    frame: pd.DataFrame, points: list[Any], palette: dict[str, Any], metrics: tuple[str, ...]
+) -> Figure | None:
+    """Per (workload, metric), each target's run medians over the history with the
+    interquartile range shaded; change points are dashed lines at the first run after them.
+    ``frame`` is ``history.series``'s, ``points`` are ``history.ChangePoint``s."""
+    found = frame[frame["metric"].isin(metrics)]
+    keys = list(dict.fromkeys(zip(found["workload"], found["metric"], strict=True)))
+    if not keys:
+        return None
+    figure, axes = plots.panel_grid(len(keys), "Trends over the history (median, IQR shaded)")
+    for axis, (workload, metric) in zip(axes, keys, strict=True):
+        rows = found[(found["workload"] == workload) & (found["metric"] == metric)]
+        scale, unit = plots.scale_for(rows["unit"].iloc[0], rows["median"].to_numpy(dtype=float))
+        for target in palette:
+            line = rows[rows["target"] == target].sort_values("order")
+            if line.empty:
+                continue
+            x = line["order"].to_numpy()
+            axis.plot(x, line["median"] / scale, "o-", color=palette[target], label=target)
+            axis.fill_between(
+                x, line["q1"] / scale, line["q3"] / scale, color=palette[target], alpha=0.15
+            )
+        for point in points:
+            if (point.workload, point.metric) == (workload, metric):
+                colour = palette.get(point.target, "grey")
+                axis.axvline(point.index - 0.5, color=colour, linestyle="--", linewidth=1.2)
+        axis.set_title(f"{workload} · {metric}", fontsize=9)
+        axis.set_xlabel("run (oldest first)")
+        axis.set_ylabel(unit)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    return plots.finish(figure)

@@ -49,7 +49,7 @@ class Fingerprint(Record):
     gpu_names: list[str] | None = None
     kernel: str | None = None
     os: str | None = None
-    python: dict[str, Any] | None = None
+    python: dict[str, Any] | str | None = None  # early runs: the version alone
     torch: str | None = None
     torch_cuda: str | None = None
     numpy: str | None = None
@@ -65,7 +65,7 @@ class Fingerprint(Record):
 
     @property
     def python_version(self) -> str | None:
-        return (self.python or {}).get("version")
+        return self.python.get("version") if isinstance(self.python, dict) else self.python
 
     @property
     def driver(self) -> str | None:
@@ -228,3 +228,8 @@ def _problem(error: Any) -> str:
     where = ".".join(keys) or "manifest"
     shape = SHAPES.get(error["type"])
     return f"{where} is not {shape}" if shape else f"{where}: {error['msg']}"
+
+
+def as_manifest(value: Manifest | dict[str, Any]) -> Manifest:
+    """``value`` as the model: notebooks hold the stored JSON (``results.load_manifest``)."""
+    return value if isinstance(value, Manifest) else parse(value)
