@@ -11,9 +11,9 @@ from __future__ import annotations
 import posixpath
 from urllib.parse import urlparse
 
+from bench.dockerhost import resolve_url
 from bench.suite import Suite
 from bench.targets.base import TargetConfig
-from bench.targets.dockerclient import resolve_url
 
 # Host paths whose mount gives a container control over (or secrets of) the host: a volume
 # of one of them, of something inside one, or of a directory holding one is reported.

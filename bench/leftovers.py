@@ -1,207 +1,99 @@
-"""Removing what a dead invocation left: local worker directories with their processes, and
-what its record lists (``bench.state``): remote run directories, static VMs it booted.
+"""What a killed run left behind: the protocol between ``bench gc`` and the target kinds.
 
-A process counts as a bench worker of directory D only when its working directory is inside
-D *and* its environment has ``TMPDIR`` inside D (bench starts every worker so): a shell that
-someone opened in D is never killed. A remote directory is reached with the connection facts
-the record kept; a target that logs in with a password cannot be reached without the suite
-(passwords are never written), so gc says what to remove by hand instead.
+A controller that dies from SIGKILL or a power cut cannot clean up. Everything it created
+names its owner (``bench.owner``), by a mark of its own (a container label, a QEMU guest's
+owner file, a worker directory's marker file) or in the invocation's record (``bench.state``).
+Each target kind that leaves something behind offers a ``Collector`` (``Kind.collector``):
+it removes the record items of its own kinds and finds its marked artefacts. ``bench.gc``
+only orchestrates: it skips the records of live runs, hands each item to its collector in
+teardown order, rewrites the records, and lets every collector sweep once.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
-import shlex
-import shutil
-import signal
-import subprocess
-import time
-from contextlib import suppress
-from pathlib import Path
-from typing import Any
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from bench.errors import TargetError
-from bench.targets.local import workdir_owner
-from bench.targets.remotecmd import execute
-from bench.targets.sshconn import Endpoint, connect
+from bench import owner
+from bench.errors import BenchError
 
-ORDER = {"local_tmp": 0, "remote_dir": 1, "static_vm": 2}  # a VM is stopped last
-KILL_WAIT_S = 5.0
+# Teardown stages, in the order gc runs them: worker processes first, then the run directories
+# they worked in, then the machines holding those directories (a stopped VM's disk is out of
+# reach), then the engines' containers.
+WORKERS, DIRECTORIES, MACHINES, ENGINES = range(4)
 
-REMOTE_GC = """
-import os, shutil, signal, stat, sys, time
-root = sys.argv[1]
-try:
-    found = os.lstat(root)
-except FileNotFoundError:
-    sys.exit(0)
-if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
-    print("not a directory of this user (a symlink, a file or another user's): left alone")
-    sys.exit(1)
-def inside(path):
-    return path == root or path.startswith(root + "/")
-def workers():
-    found = []
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+
+@dataclass
+class Report:
+    """What gc removed (or would remove), under each collector's headings, and what it could
+    not remove."""
+
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # the default engine, when absent
+
+
+@dataclass
+class Sweep:
+    """One ``bench gc`` pass: its options, and the report every collector adds to."""
+
+    everything: bool  # --all: also what live runs own
+    dry_run: bool
+    docker_host: str | None  # --docker-host: the engine to check besides the recorded ones
+    report: Report
+
+    def spares(self, token: str | None, label: str | None = None) -> bool:
+        """Whether an artefact stays because its owner still runs (never with ``--all``)."""
+        return not self.everything and owned_by_live(token, label)
+
+    def take(self, heading: str, remove: Callable[[], str]) -> bool:
+        """Run one removal, which returns what it removed (or would); a failure is reported
+        as a problem. Whether it succeeded."""
         try:
-            cwd = os.readlink("/proc/" + name + "/cwd")
-            with open("/proc/" + name + "/environ", "rb") as handle:
-                env = handle.read().split(b"\\0")
-        except (OSError, ValueError):
-            continue
-        tmp = [e[7:].decode(errors="replace") for e in env if e.startswith(b"TMPDIR=")]
-        if inside(cwd) and tmp and inside(tmp[0]):
-            found.append(int(name))
-    return found
-for _ in range(50):
-    pids = workers()
-    if not pids:
-        break
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    time.sleep(0.1)
-shutil.rmtree(root, ignore_errors=True)
-sys.exit(1 if os.path.lexists(root) else 0)
-"""
+            self.report.removed[heading].append(remove())
+        except BenchError as exc:
+            self.report.problems.append(exc.one_line())
+            return False
+        return True
 
 
-def order(item: dict[str, Any]) -> int:
-    """Workers first, remote directories next, VMs last (a stopped VM's disk is out of reach)."""
-    return ORDER.get(str(item.get("kind")), len(ORDER))
+class Collector(Protocol):
+    """How ``bench gc`` cleans up after one target kind; a fresh one per pass."""
+
+    stage: int  # WORKERS, DIRECTORIES, MACHINES or ENGINES
+    headings: tuple[str, ...]  # what gc counts, in its output order: "container(s)"
+    records: tuple[str, ...]  # the kinds of record items it removes: "docker_engine"
+
+    def recorded(self, item: dict[str, Any], sweep: Sweep) -> bool:
+        """Remove one record item of a dead run; whether it is gone (False keeps it
+        recorded for the next gc; a dry run removes nothing, so nothing is gone)."""
+        ...
+
+    def unrecorded(self, sweep: Sweep) -> None:
+        """Find and remove the kind's marked artefacts wherever gc looks by default."""
+        ...
 
 
-def marked_workdirs(root: Path) -> list[tuple[Path, str]]:
-    """Worker directories in the temp dir ``root`` with the owner token each is marked with."""
-    out = []
-    for path in root.glob("bench-*"):
-        if path.is_symlink() or not path.is_dir():
-            continue
-        token = workdir_owner(str(path))
-        if token:
-            out.append((path, token))
-    return out
-
-
-def local_worker(workdir: Path, dry_run: bool) -> str:
-    """Kill the worker processes of a worker directory and remove it; what was removed."""
-    pids = workers_in(workdir)
-    line = str(workdir) + (f" and {len(pids)} worker process(es)" if pids else "")
-    if not dry_run:
-        kill(pids)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if workdir.exists():
-            raise TargetError(f"gc: cannot remove {workdir}")
-    return line
-
-
-def workers_in(workdir: Path) -> list[int]:
-    """Processes working in ``workdir`` with their TMPDIR there: its bench workers."""
-    root = str(workdir)
-    inside = lambda p: p == root or p.startswith(root + "/")  # noqa: E731
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        tmp = [e[7:].decode(errors="replace") for e in env if e.startswith(b"TMPDIR=")]
-        if inside(cwd) and tmp and inside(tmp[0]):
-            found.append(int(entry.name))
-    return found
-
-
-def kill(pids: list[int]) -> None:
-    """SIGKILL the workers, and the process group of each that leads one (a worker runs in a
-    session of its own: its group holds whatever it started), and wait until they are gone."""
-    for pid in pids:
-        with suppress(OSError):
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGKILL)
-        with suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    end = time.monotonic() + KILL_WAIT_S
-    while any(_running(pid) for pid in pids) and time.monotonic() < end:
-        time.sleep(0.05)
-
-
-def _running(pid: int) -> bool:
+def controller_alive(label: str) -> bool:
+    """Whether ``host:pid`` (the label of artefacts made before owner tokens) names a process
+    still running on this host; another host's controller is assumed alive."""
+    host, _, pid = label.rpartition(":")
+    if host != socket.gethostname():
+        return True
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
         return False
-    return text.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+    except PermissionError:
+        return True
+    return True
 
 
-def remote_dir(item: dict[str, Any], dry_run: bool) -> str:
-    """Stop the workers of a remote run directory and remove it, over SSH."""
-    host, port, user = str(item.get("host")), int(item.get("port", 22)), str(item.get("user"))
-    path = str(item.get("path"))
-    where = f"{user}@{host}:{port}:{path}"
-    if not posixpath.basename(path).startswith("bench-") or not posixpath.isabs(path):
-        raise TargetError(f"gc: {where} is not a bench run directory; left alone")
-    if dry_run:
-        return where
-    if item.get("password"):
-        raise TargetError(
-            f"gc: cannot log in to {user}@{host}:{port} (the target uses a password, which "
-            f"bench never stores); remove {path} there by hand"
-        )
-    endpoint = Endpoint(
-        host=host,
-        port=port,
-        user=user,
-        key=item.get("key"),
-        password=None,
-        known_hosts=Path(str(item.get("known_hosts"))),
-        host_key=str(item.get("host_key", "strict")),
-        timeout_s=float(item.get("timeout_s", 10.0)),
-        retries=0,
-    )
-    try:
-        client = connect(endpoint)
-    except TargetError as exc:
-        raise TargetError(f"gc: {where}: {exc.message}") from None
-    try:
-        python = str(item.get("python", "python3"))
-        command = f"{shlex.quote(python)} -c {shlex.quote(REMOTE_GC)} {shlex.quote(path)}"
-        status, output = execute(client, command, timeout=60)
-    finally:
-        client.close()
-    if status != 0:
-        last = output.strip().splitlines()[-1:] or [f"exit status {status}"]
-        raise TargetError(f"gc: cannot remove {where}: {last[0]}")
-    return where
-
-
-def static_vm(item: dict[str, Any], dry_run: bool) -> str:
-    """Run the stop command of a static VM that a dead invocation booted."""
-    command = item.get("stop")
-    if not isinstance(command, list) or not command:
-        raise TargetError(f"gc: static VM {item.get('target')!r}: no stop command recorded")
-    line = f"target {item.get('target')!r} ({item.get('host')}): {shlex.join(command)}"
-    if dry_run:
-        return line
-    cwd = str(item.get("cwd") or ".")
-    try:
-        done = subprocess.run(
-            [str(word) for word in command],
-            cwd=cwd if os.path.isdir(cwd) else None,
-            capture_output=True,
-            text=True,
-            timeout=float(item.get("timeout_s", 600.0)),
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"gc: stop command of {line} failed: {exc}") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        raise TargetError(f"gc: stop command of {line} failed ({done.returncode}): {last}")
-    return line
+def owned_by_live(token: str | None, label: str | None) -> bool:
+    """Whether the owner token (or, for older artefacts, the controller label) is alive."""
+    if token:
+        return owner.alive(token)
+    return controller_alive(label or "")

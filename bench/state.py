@@ -22,10 +22,15 @@ from typing import Any
 
 from bench import owner
 from bench.errors import TargetError
-from bench.targets.sshconn import state_dir
 
 OWNERS = "owners"
 VERSION = 1
+
+
+def state_dir() -> Path:
+    """Where the harness keeps its own files (BENCH_STATE_DIR, else ~/.local/state/bench)."""
+    configured = os.environ.get("BENCH_STATE_DIR")
+    return Path(configured) if configured else Path.home() / ".local" / "state" / "bench"
 
 
 def owners_dir() -> Path:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from bench import workerpack as package
 from bench.errors import TargetError
 from bench.results import load_cells, load_manifest
-from bench.targets import package
-from bench.targets.ssh import SshTarget, SshTargetConfig
+from bench.targets.ssh import SshTargetConfig
+from bench.targets.sshtarget import SshTarget
 from tests.conftest import bench_cli
 from tests.sshd import SshServer
 

@@ -23,7 +23,8 @@ from bench.results import ResultStore, load, load_cells, load_manifest, load_raw
 from bench.runner import NullObserver, Runner
 from bench.suite import parse_suite
 from bench.targets import accel, qemu
-from bench.targets.vm import QemuVmConfig, QemuVmTarget
+from bench.targets.vm import QemuVmConfig
+from bench.targets.vmqemu import QemuVmTarget
 from tests.conftest import REPO, bench_cli
 from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of
 

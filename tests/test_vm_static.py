@@ -22,8 +22,8 @@ from bench.errors import SuiteError
 from bench.results import load, load_cells, load_manifest
 from bench.suite import parse_suite
 from bench.targets.registry import make_target
-from bench.targets.vm import QemuVmConfig
-from bench.targets.vmstatic import NOT_MEASURED, StaticVmConfig
+from bench.targets.vm import QemuVmConfig, StaticVmConfig
+from bench.targets.vmstatic import NOT_MEASURED
 from tests.conftest import bench_cli
 from tests.sshd import SSHD, SshServer, keygen
 from tests.test_run_e2e import COMMON, EXPECTED, run_dir_of

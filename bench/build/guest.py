@@ -30,11 +30,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench import workerpack
 from bench.build import base, cache
 from bench.build.config import BuildConfig
 from bench.build.wheelhouse import INDEX_FILE, REQUIREMENTS_FILE, Wheelhouse
 from bench.errors import BuildError
-from bench.targets import package
 
 PACKAGES = ("python3", "python3-venv", "linux-image-amd64", "openssh-server", "iproute2")
 PYTHON = "/opt/bench/venv/bin/python"
@@ -305,7 +305,7 @@ def _mkfs(tree: Path, image: Path, label: str, size: int, mode: int = 0o600) -> 
 
 def package_disk(note: Callable[[str], None]) -> Path:
     """The ``workloads`` package as a small ext4 image, named by the package's hash."""
-    pkg = package.build()
+    pkg = workerpack.build()
     with cache.locked("guest-package") as root:
         image = root / "guest-package" / f"{pkg.name}.img"
         if image.is_file():

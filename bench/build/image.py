@@ -18,12 +18,12 @@ from typing import IO, Any
 import docker
 import docker.errors
 
+from bench import workerpack
 from bench.build import base, cache
 from bench.build.config import BuildConfig
 from bench.build.wheelhouse import INDEX_FILE, Wheelhouse
+from bench.dockerengine import translated
 from bench.errors import BuildError
-from bench.targets import package
-from bench.targets.dockerclient import translated
 
 IMAGE_REPO = "bench-workloads"
 BASE_REPO = "bench-base"
@@ -76,7 +76,7 @@ def ensure(
     base_ref, source = base_image(client, config, note)
     with translated("image build", BuildError):
         base_id = client.images.get(base_ref).id
-    pkg = package.build()
+    pkg = workerpack.build()
     dockerfile = DOCKERFILE.format(base=base_ref, lib=LIB)
     key = cache.digest("image-v1", base_id, wheelhouse.key, pkg.digest, dockerfile)[:16]
     tag = f"{IMAGE_REPO}:{key}"
@@ -130,7 +130,7 @@ def _short(exc: BaseException) -> str:
 
 
 def _write_context(
-    out: IO[bytes], dockerfile: str, wheelhouse: Wheelhouse, pkg: package.Package
+    out: IO[bytes], dockerfile: str, wheelhouse: Wheelhouse, pkg: workerpack.Package
 ) -> None:
     """The build context: Dockerfile, the wheelhouse and the workloads package, as one tar."""
     with tarfile.open(fileobj=out, mode="w") as tar:

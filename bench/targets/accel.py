@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.build import cache
-from bench.targets.sshconn import state_dir
+from bench.state import state_dir
 
 KVM_DEVICE = Path("/dev/kvm")
 FIRST_LINE = b"Linux version"

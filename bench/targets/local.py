@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from bench import interrupts, owner, pagecache, state
+from bench import interrupts, owner, pagecache, state, workerpack
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import envvars, worker
@@ -119,7 +119,7 @@ class LocalTarget:
         env.update(envvars.resolve(self.config.env))
         if workdir is not None:
             env["TMPDIR"] = workdir
-        root = str(worker.package_root())
+        root = str(workerpack.package_root())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -257,4 +257,5 @@ KIND = Kind(
     "local",
     "bare metal on this host: the worker runs as a subprocess of a chosen interpreter",
     {LocalTargetConfig: "bench.targets.local:LocalTarget"},
+    collector="bench.targets.localgc:Workers",
 )

@@ -28,7 +28,8 @@ import paramiko
 
 from bench import interrupts, metadata, owner, state
 from bench.errors import TargetError
-from bench.targets.sshconn import Endpoint, Unreachable, connect_once, state_dir
+from bench.state import state_dir
+from bench.targets.sshconn import Endpoint, Unreachable, connect_once
 
 OWNER_FILE = "owner.json"
 CONSOLE_FILE = "console.log"

@@ -1,9 +1,10 @@
 """Memory sizes in suite files: Docker's notation (``512m``, ``4g``; binary units) or bytes.
 
 One notation for every kind that takes a size (a container's limit, a VM's RAM), so a suite
-that gives both the same ``memory: 4g`` gives both the same number of bytes. Docker's parser
-reads the number with ``float()``, so ``infg``, ``nang`` or ``1e999g`` reach it as infinity and
-crash it: the text is checked to be a plain decimal number first.
+that gives both the same ``memory: 4g`` gives both the same number of bytes. The text is
+checked to be a plain decimal number with an optional unit first (``infg``, ``nang`` or
+``1e999g`` would read as infinity), then converted the way docker-py's ``parse_bytes`` does
+(``float(number) * unit``, truncated), without importing the Docker SDK to validate a suite.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-import docker.errors
-import docker.utils
 from pydantic import BeforeValidator, Field
 
 from bench.limits import MAX_SIZE
 
 NOTATION = re.compile(r"\s*\d+(\.\d+)?\s*([kmg]b?|b)?\s*", re.IGNORECASE)
+UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
 def _size(value: Any) -> Any:
@@ -25,11 +25,18 @@ def _size(value: Any) -> Any:
         problem = f"invalid size {value!r}: use bytes or a number with k, m or g"
         if not NOTATION.fullmatch(value):
             raise ValueError(problem)
-        try:
-            return docker.utils.parse_bytes(value.strip())
-        except docker.errors.DockerException as exc:
-            raise ValueError(problem) from exc
+        return parse_bytes(value.strip())
     return value
+
+
+def parse_bytes(text: str) -> int:
+    """Bytes of a size in the notation (``NOTATION``, stripped): ``4g``, ``512mb``, ``100``."""
+    if text[-2:-1].isalpha() and text[-1:].lower() == "b":
+        text = text[:-1]  # 512mb -> 512m
+    unit = text[-1].lower()
+    if unit.isdigit():
+        return int(float(text))
+    return int(float(text[:-1]) * UNITS[unit])
 
 
 Size = Annotated[int, Field(gt=0, le=MAX_SIZE), BeforeValidator(_size)]

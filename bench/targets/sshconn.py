@@ -21,6 +21,7 @@ from pathlib import Path
 import paramiko
 
 from bench.errors import TargetError
+from bench.state import state_dir
 
 # paramiko logs every failed handshake with a traceback from its transport thread; failures
 # reach the user as one-line TargetErrors instead.
@@ -31,12 +32,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style ``SHA256:…`` fingerprint of a public key."""
     raw = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(raw).decode().rstrip("=")
-
-
-def state_dir() -> Path:
-    """Where the harness keeps its own files (BENCH_STATE_DIR, else ~/.local/state/bench)."""
-    configured = os.environ.get("BENCH_STATE_DIR")
-    return Path(configured) if configured else Path.home() / ".local" / "state" / "bench"
 
 
 def harness_known_hosts() -> Path:

@@ -1,52 +1,28 @@
-"""``kind: vm, provisioner: qemu``: a fresh QEMU guest per repetition, booted from the matched
-guest disk through a copy-on-write overlay, reached over SSH on a forwarded loopback port.
+"""``kind: vm``: a virtual machine, either a fresh QEMU guest per repetition (``provisioner:
+qemu``, the default) or a VM that exists already, reached over SSH (``provisioner: static``).
 
-``provision`` runs from the deploy request to the worker starting in a guest that answers SSH:
-overlay, QEMU start, firmware-less kernel boot, init, sshd, login. The kernel's share is read
-from the serial console (``startup.kernel_boot_s``, on the guest's clock). The host pays for a
-guest with the QEMU process's memory: its PSS is ``mem.host_bytes``, and what exceeds the
-worker's own peak inside the guest (guest kernel, page cache, QEMU itself) is
-``mem.overhead_bytes``.
+The suite keys of both provisioners and the kind's declaration. The implementations are
+``bench.targets.vmqemu`` and ``bench.targets.vmstatic``, imported when a target is made; QEMU
+guests and the static VMs a run booted are found by ``bench gc`` through
+``bench.targets.vmgc``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-import paramiko
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from bench import interrupts, metadata, owner, pagecache
-from bench.build import guest as guest_build
-from bench.build.builder import Builder
-from bench.build.guest import GuestImage
-from bench.errors import TargetError, WorkerError
 from bench.limits import MAX_CPUS, MAX_HOST_CPU, Seconds
-from bench.probes.process import PssSampler
-from bench.targets import accel, envvars, worker
-from bench.targets.base import Measurement, TargetConfig
+from bench.targets import argv
+from bench.targets.base import TargetConfig
 from bench.targets.envvars import EnvMap
 from bench.targets.kind import Kind
-from bench.targets.qemu import QEMU_HINT, Guest, Machine, owners, remove_guest
-from bench.targets.remotecmd import execute, secret_input, start_worker, worker_command
 from bench.targets.sizes import Size
-from bench.targets.ssh import SshDeployment
-from bench.targets.sshconn import Endpoint
-from bench.targets.vmstatic import StaticVmConfig
+from bench.targets.ssh import SshTargetConfig
 
 MiB = 1 << 20
-CELL_DIR = guest_build.WORKDIR + "/bench-cell"
-LIB = guest_build.LIB
-FINGERPRINT_TIMEOUT_S = 900.0  # imports torch: tens of seconds under emulation
-SSH_TIMEOUT_S = 60.0  # sshd re-executes itself per connection: seconds under emulation
 DiskCache = Literal["writeback", "none", "writethrough", "directsync", "unsafe"]
 
 
@@ -86,270 +62,36 @@ class QemuVmConfig(TargetConfig):
         return self
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """What ``prepare`` resolved: the machine to start and the guest it boots."""
+class StaticVmConfig(SshTargetConfig):
+    """Suite keys of an existing VM: those of ``kind: ssh`` plus optional start/stop."""
 
-    machine: Machine
-    image: GuestImage
-    accel: accel.Accel
+    kind: Literal["vm"]  # type: ignore[assignment]
+    provisioner: Literal["static"]
+    start: list[str] | None = Field(default=None, description="command that boots the VM")
+    stop: list[str] | None = Field(default=None, description="command that shuts it down")
+    boot_timeout_s: Seconds = 300.0
+    command_timeout_s: Seconds = 600.0
 
+    @field_validator("start", "stop", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        """A command as a string (split like a shell would, never run by one) or a list;
+        shell operators are refused with the fix."""
+        return argv.words(value)
 
-class VmDeployment(SshDeployment):
-    """A worker in a guest: SSH events, plus what the host pays for the guest."""
+    @field_validator("start", "stop")
+    @classmethod
+    def _runnable(cls, value: list[str] | None) -> list[str] | None:
+        """A program given by path is an executable file (checked now, not at the first boot)."""
+        return None if value is None else argv.check_program(value)
 
-    def __init__(
-        self,
-        client: paramiko.SSHClient,
-        channel: paramiko.Channel,
-        label: str,
-        vm: Guest,
-        sampler: PssSampler,
-    ) -> None:
-        super().__init__(client, channel, label, guest_build.PYTHON)
-        self.vm = vm
-        self.sampler = sampler
-        self.worker_peak: float | None = None
-
-    def events(
-        self, deadline: float, cancel: threading.Event | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """The worker's events; a guest that dies mid-run is reported as such."""
-        try:
-            for event in super().events(deadline, cancel):
-                if event.get("event") == "result":
-                    peak = event.get("metrics", {}).get("mem.rss_peak_bytes", {})
-                    self.worker_peak = peak.get("value")
-                yield event
-        except WorkerError as exc:
-            transport = self.client.get_transport()
-            dropped = transport is None or not transport.is_active() or not self.exited()
-            status = self.vm.exit_status(within_s=5.0) if dropped else None
-            if status is not None:
-                raise WorkerError(
-                    f"{self.label}: the guest's QEMU process exited (status {status}) before "
-                    f"the worker reported a result; console: {self.vm.console_tail()}",
-                    stderr_tail=exc.stderr_tail,
-                ) from None
-            raise
-
-    def exited(self) -> bool:
-        """Whether the worker's exit status arrived (a dropped guest never sends one)."""
-        return self._exit_status() is not None
-
-    def host_measurements(self) -> list[Measurement]:
-        """QEMU's PSS, the overhead beyond the worker's own peak, and the kernel's boot time."""
-        self.sampler.sample_now()
-        host = self.sampler.peak
-        out = [_host_bytes(host, self.sampler.timeline), _overhead(host, self.worker_peak)]
-        boot = self.vm.kernel_boot_s()
-        reason = None if boot is not None else "the guest console never showed its init start"
-        out.append(Measurement("startup.kernel_boot_s", "s", value=boot, reason=reason))
-        return out
-
-
-def _host_bytes(host: int | None, timeline: list[tuple[float, float]]) -> Measurement:
-    if host is None:
-        reason = "the QEMU process's smaps_rollup could not be read"
-        return Measurement("mem.host_bytes", "bytes", reason=reason)
-    return Measurement("mem.host_bytes", "bytes", value=host, timeline=timeline)
-
-
-def _overhead(host: int | None, worker_peak: float | None) -> Measurement:
-    if host is None or worker_peak is None:
-        reason = "needs both QEMU's memory and the worker's peak inside the guest"
-        return Measurement("mem.overhead_bytes", "bytes", reason=reason)
-    return Measurement("mem.overhead_bytes", "bytes", value=host - worker_peak)
-
-
-class QemuVmTarget:
-    """Boots a pristine guest for every repetition (and one for the fingerprint)."""
-
-    kind: ClassVar[str] = "vm"
-
-    def __init__(self, config: QemuVmConfig) -> None:
-        self.config = config
-        self._prepared: Prepared | None = None
-
-    @property
-    def label(self) -> str:
-        return f"target {self.config.name!r} (QEMU guest)"
-
-    def host_id(self) -> str:
-        """QEMU runs on this machine, like ``local`` targets."""
-        return "localhost"
-
-    def prepare(self, builder: Builder) -> dict[str, Any]:
-        """Build the guest disk and the package disk, and choose KVM or TCG."""
-        c = self.config
-        binary = shutil.which(c.qemu)
-        if binary is None:
-            raise TargetError(f"{self.label}: {c.qemu} not found", hint=QEMU_HINT)
-        _check_pins(c.pin_vcpus, self.label)
-        image = builder.guest()
-        package_disk = guest_build.package_disk(builder.note)
-        chosen = accel.choose(c.accel, binary, image.kernel, c.cpu or "host")
-        cpu = c.cpu or ("host" if chosen.name == "kvm" else "max")
-        machine = Machine(
-            binary=binary,
-            accel=chosen.name,
-            cpu=cpu,
-            vcpus=c.vcpus,
-            memory_mib=c.memory // MiB,
-            disk_cache=c.disk_cache,
-            kernel=image.kernel,
-            initrd=image.initrd,
-            disk=image.disk,
-            package_disk=package_disk,
-            extra_args=tuple(c.extra_args),
-            pin=tuple(c.pin_vcpus or ()),
-        )
-        self._prepared = Prepared(machine, image, chosen)
-        return {
-            "guest": image.record(),
-            "package_disk": str(package_disk),
-            "qemu": qemu_version(binary),
-            **self._vm_facts(),
-        }
-
-    def _vm_facts(self) -> dict[str, Any]:
-        """How the guest is run; recorded with the artefacts and in the fingerprint."""
-        prepared = self._ready()
-        m = prepared.machine
-        return {
-            "accel": prepared.accel.name,
-            "accel_label": prepared.accel.label,
-            "accel_reason": prepared.accel.reason,
-            "cpu": m.cpu,
-            "vcpus": m.vcpus,
-            "memory_bytes": m.memory_mib * MiB,
-            "disk_cache": m.disk_cache,
-            "pin_vcpus": list(m.pin),
-            "extra_args": list(m.extra_args),
-        }
-
-    def _ready(self) -> Prepared:
-        if self._prepared is None:
-            raise TargetError(f"{self.label}: not prepared (the guest disk was never built)")
-        return self._prepared
-
-    @contextmanager
-    def _booted(self, run_id: str) -> Iterator[tuple[Guest, paramiko.SSHClient, PssSampler]]:
-        """A guest answering SSH; leaving terminates QEMU and deletes its overlay."""
-        prepared = self._ready()
-        vm = Guest(prepared.machine, run_id, self.config.name, self.label)
-        sampler: PssSampler | None = None
-        client: paramiko.SSHClient | None = None
-        deadline = time.monotonic() + self.config.boot_timeout_s
-        try:
-            with interrupts.deferred():
-                vm.start()
-            assert vm.process is not None
-            sampler = PssSampler(vm.process.pid).start()
-            client = vm.wait_for_ssh(self._endpoint(vm, prepared.image), deadline)
-            yield vm, client, sampler
-        finally:
-            with interrupts.deferred():
-                if sampler is not None:
-                    sampler.stop()
-                if client is not None:
-                    client.close()
-                vm.destroy()
-
-    def _endpoint(self, vm: Guest, image: GuestImage) -> Endpoint:
-        """Login as the harness's key; the host key recorded at build time is the only one
-        accepted (written for this guest's port, as OpenSSH keys non-22 ports)."""
-        known_hosts = vm.directory / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{vm.port} {image.host_key}\n")
-        return Endpoint(
-            host="127.0.0.1",
-            port=vm.port,
-            user=guest_build.USER,
-            key=str(image.client_key),
-            password=None,
-            known_hosts=known_hosts,
-            host_key="strict",
-            timeout_s=SSH_TIMEOUT_S,
-            retries=0,
-        )
-
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
-        """The guest's environment (its own fingerprint mode), plus how it was run and the
-        host machine it ran on (the guest sees virtual CPUs, not the hardware)."""
-        with self._booted(run_id) as (_, client, _):
-            args = worker.fingerprint_args(guest_build.PYTHON)
-            cell = guest_build.WORKDIR + "/bench-fingerprint"
-            command = worker_command(envvars.plain(self.config.env), LIB, cell, args)
-            status, output = execute(client, command, timeout=FINGERPRINT_TIMEOUT_S)
-        if status != 0:
-            last = output.strip().splitlines()[-1:] or ["?"]
-            raise TargetError(f"{self.label}: fingerprint failed: {last[0]}")
-        found = worker.parse_fingerprint(output, self.label)
-        found["vm"] = {**self._vm_facts(), "host_hardware": _host_hardware()}
-        return found
-
-    def drop_caches(self) -> str | None:
-        """Every guest boots with an empty page cache; the host's, which holds the disk image's
-        pages under ``disk_cache: writeback``, is dropped here."""
-        return pagecache.drop_local()
-
-    @contextmanager
-    def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[VmDeployment]:
-        """Boot a pristine guest and start the worker in it; leaving discards the guest."""
-        with self._booted(run_id) as (vm, client, sampler):
-            command = worker_command(
-                self.config.env, LIB, CELL_DIR, worker.run_args(guest_build.PYTHON)
-            )
-            secrets = secret_input(self.config.env)
-            channel = start_worker(client, command, spec, self.label, secrets)
-            yield VmDeployment(client, channel, self.label, vm, sampler)
-
-    def cleanup(self, run_id: str) -> None:
-        """Each guest is removed when its cell ends; this catches any of this invocation's
-        that escaped (another invocation given the same run id keeps its own)."""
-        for directory, record in owners():
-            ours = record.get("run_id") == run_id and record.get("target") == self.config.name
-            if ours and owner.mine(record.get("owner")):
-                remove_guest(directory, record)
-
-
-def _check_pins(pins: list[int] | None, label: str) -> None:
-    """Pinning to a CPU this process may not use would fail at every boot; fail once, now."""
-    if not pins:
-        return
-    usable = os.sched_getaffinity(0)
-    bad = sorted(set(pins) - usable)
-    if bad:
-        raise TargetError(
-            f"{label}: pin_vcpus names CPUs {bad} that are not usable here "
-            f"(usable: {sorted(usable)})"
-        )
-
-
-def qemu_version(binary: str) -> str:
-    """``QEMU emulator version …`` as the binary reports it."""
-    try:
-        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({exc})"
-    return (done.stdout.strip().splitlines() or ["unknown"])[0]
-
-
-def _host_hardware() -> dict[str, Any]:
-    """The machine QEMU runs on, in the worker's own fingerprint vocabulary: only the hardware
-    probes (a whole host fingerprint would also sample the load), GPU names from NVML because
-    the controller does not import torch."""
-    from workloads import fingerprint
-
-    found = fingerprint.nvml()
-    gpus = [str(gpu.get("name")) for gpu in found.get("gpus", []) if isinstance(gpu, dict)]
-    probed = {
-        "cpu_model": fingerprint.cpu_model(),
-        "cores": fingerprint.cores(),
-        "memory_bytes": fingerprint.memory_bytes(),
-        "gpu_names": gpus,
-    }
-    return metadata.hardware(probed)
+    @model_validator(mode="after")
+    def _paired(self) -> StaticVmConfig:
+        """A VM booted per repetition must also be shut down (and the reverse): one without
+        the other would leave it running or try to boot it while it runs."""
+        if (self.start is None) != (self.stop is None):
+            raise ValueError("start and stop go together: give both commands or neither")
+        return self
 
 
 def _provisioner(value: Any) -> str:
@@ -392,8 +134,9 @@ KIND = VmKind(
     "a virtual machine: a fresh QEMU guest per repetition (provisioner: qemu), or an "
     "existing VM over SSH with optional start/stop commands (provisioner: static)",
     {
-        QemuVmConfig: "bench.targets.vm:QemuVmTarget",
+        QemuVmConfig: "bench.targets.vmqemu:QemuVmTarget",
         StaticVmConfig: "bench.targets.vmstatic:StaticVmTarget",
     },
     config=VmConfig,
+    collector="bench.targets.vmgc:Machines",
 )

@@ -1,5 +1,5 @@
-"""``kind: vm, provisioner: static``: a VM that exists already (libvirt, a cloud instance),
-reached over SSH exactly like ``kind: ssh``.
+"""The ``kind: vm, provisioner: static`` implementation: a VM that exists already (libvirt, a
+cloud instance), reached over SSH exactly like ``kind: ssh``.
 
 With ``start`` and ``stop`` commands (``virsh start NAME``, a cloud CLI call) every repetition
 boots the VM: the start command runs on the controller and ``provision`` lasts until the guest
@@ -16,53 +16,20 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import paramiko
-from pydantic import Field, field_validator, model_validator
 
 from bench import interrupts, state
 from bench.build.builder import Builder
 from bench.errors import TargetError
-from bench.limits import Seconds
-from bench.targets import argv, hostcmd
-from bench.targets.ssh import SshDeployment, SshTarget, SshTargetConfig
+from bench.targets import hostcmd
 from bench.targets.sshconn import Unreachable, connect_once
+from bench.targets.sshtarget import SshDeployment, SshTarget
+from bench.targets.vm import StaticVmConfig
 
 RETRY_S = 1.0
 NOT_MEASURED = "not measured: no start command, so provision is the SSH connection only"
-
-
-class StaticVmConfig(SshTargetConfig):
-    """Suite keys of an existing VM: those of ``kind: ssh`` plus optional start/stop."""
-
-    kind: Literal["vm"]  # type: ignore[assignment]
-    provisioner: Literal["static"]
-    start: list[str] | None = Field(default=None, description="command that boots the VM")
-    stop: list[str] | None = Field(default=None, description="command that shuts it down")
-    boot_timeout_s: Seconds = 300.0
-    command_timeout_s: Seconds = 600.0
-
-    @field_validator("start", "stop", mode="before")
-    @classmethod
-    def _words(cls, value: Any) -> Any:
-        """A command as a string (split like a shell would, never run by one) or a list;
-        shell operators are refused with the fix."""
-        return argv.words(value)
-
-    @field_validator("start", "stop")
-    @classmethod
-    def _runnable(cls, value: list[str] | None) -> list[str] | None:
-        """A program given by path is an executable file (checked now, not at the first boot)."""
-        return None if value is None else argv.check_program(value)
-
-    @model_validator(mode="after")
-    def _paired(self) -> StaticVmConfig:
-        """A VM booted per repetition must also be shut down (and the reverse): one without
-        the other would leave it running or try to boot it while it runs."""
-        if (self.start is None) != (self.stop is None):
-            raise ValueError("start and stop go together: give both commands or neither")
-        return self
 
 
 class StaticVmTarget(SshTarget):

@@ -1,4 +1,4 @@
-"""Where the ``workloads`` package lives and how a worker is started.
+"""How a worker is started and how its fingerprint is read.
 
 The worker is always started as ``python -m workloads``; targets differ only in how the package
 gets there (already on disk for ``local``, uploaded or baked into an image elsewhere).
@@ -6,20 +6,10 @@ gets there (already on disk for ``local``, uploaded or baked into an image elsew
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
 from bench.errors import TargetError
-
-
-def package_root() -> Path:
-    """The directory that contains the ``workloads`` package (goes on the worker's path)."""
-    spec = importlib.util.find_spec("workloads")
-    if spec is None or not spec.submodule_search_locations:
-        raise TargetError("the workloads package is not installed beside bench")
-    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 def run_args(python: str) -> list[str]:

@@ -360,7 +360,7 @@ GUEST_CONTROLLER = """
 import sys
 from bench.build.builder import Builder
 from bench.suite import parse_suite
-from bench.targets.vm import QemuVmTarget
+from bench.targets.vmqemu import QemuVmTarget
 suite = parse_suite(sys.argv[1])
 target = QemuVmTarget(suite.targets[0])
 target.prepare(Builder(suite.build))

@@ -1,43 +1,31 @@
 """Connecting to a Docker engine and translating docker-py's exceptions at the boundary.
 
+Used by the Docker target, ``bench gc`` and the image builder alike (which engine to reach is
+``bench.dockerhost``'s).
+
 Every call into docker-py goes through ``translated`` so that a user sees one line saying what
 failed and where (and how to fix it when the fix is known), never a requests traceback.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import docker
 import docker.errors
 import requests.exceptions
-from pydantic import BaseModel, ConfigDict
 
+from bench.dockerhost import DockerTls, is_local, resolve_url
 from bench.errors import BenchError, TargetError
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 CONTROL_TIMEOUT_S = 120
-LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 START_HINT = (
     "start the engine (systemctl start docker, or dockerd &), or point docker_host: at a "
     "running one"
 )
-
-
-class DockerTls(BaseModel):
-    """Client certificates for a ``tcp://`` engine protected with TLS."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    verify: bool = True
 
 
 @dataclass
@@ -58,19 +46,6 @@ class Engine:
         """Close both clients' connection pools."""
         self.control.close()
         self.stream.close()
-
-
-def resolve_url(docker_host: str | None) -> str:
-    """The engine address: the suite's ``docker_host``, else ``$DOCKER_HOST``, else the socket."""
-    return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
-
-
-def is_local(url: str) -> bool:
-    """unix sockets and loopback TCP are this host; ``ssh://`` and other hosts are not."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("unix", "npipe", ""):
-        return True
-    return parsed.scheme in ("tcp", "http", "https") and parsed.hostname in LOCAL_NAMES
 
 
 def _tls(tls: DockerTls | None) -> docker.tls.TLSConfig | bool:

@@ -8,13 +8,14 @@ target of a run executes byte-identical worker code.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from bench.targets.worker import package_root
+from bench.errors import TargetError
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class Package:
     def name(self) -> str:
         """Short, path-safe name used for the unpacked directory."""
         return f"workloads-{self.digest[:16]}"
+
+
+def package_root() -> Path:
+    """The directory that contains the ``workloads`` package (goes on the worker's path)."""
+    spec = importlib.util.find_spec("workloads")
+    if spec is None or not spec.submodule_search_locations:
+        raise TargetError("the workloads package is not installed beside bench")
+    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 def _files(root: Path) -> list[Path]:
