@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from bench.nightly.history import change_points
+from bench.nightly.changepoints import change_points
 
 
 def main() -> None:

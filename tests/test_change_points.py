@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.nightly import history
+from bench.nightly import changepoints
 
 SEEDS = range(10)  # every series below is drawn ten times, each from a fixed seed
 
@@ -21,16 +21,16 @@ def noisy(rng: np.random.Generator, count: int, spread: float, level: float = 1.
 @pytest.mark.parametrize("seed", SEEDS)
 def test_no_change_point_in_noise_alone(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    assert history.change_points(noisy(rng, 30, 0.05)) == []
+    assert changepoints.change_points(noisy(rng, 30, 0.05)) == []
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_step_is_found_at_its_run(seed: int) -> None:
     rng = np.random.default_rng(seed)
     step = np.r_[noisy(rng, 10, 0.03), noisy(rng, 10, 0.03, 1.3)]
-    assert [i for i, _ in history.change_points(step)] == [10]
+    assert [i for i, _ in changepoints.change_points(step)] == [10]
     at_the_edge = np.r_[noisy(rng, 4, 0.03), noisy(rng, 12, 0.03, 1.3)]  # as early as allowed
-    assert [i for i, _ in history.change_points(at_the_edge)] == [4]
+    assert [i for i, _ in changepoints.change_points(at_the_edge)] == [4]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -38,30 +38,30 @@ def test_a_slow_drift_has_no_change_point(seed: int) -> None:
     """30% over 30 runs, 1% a run: the halves differ beyond doubt, but no run is the cause."""
     rng = np.random.default_rng(seed)
     drift = noisy(rng, 30, 0.01) * np.linspace(1.0, 1.3, 30)
-    assert history.change_points(drift) == []
+    assert changepoints.change_points(drift) == []
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_step_on_top_of_a_drift_is_found_at_its_run(seed: int) -> None:
     rng = np.random.default_rng(seed)
     values = noisy(rng, 30, 0.01) * np.linspace(1.0, 1.1, 30) * np.r_[np.ones(15), np.full(15, 1.4)]
-    assert [i for i, _ in history.change_points(values)] == [15]
+    assert [i for i, _ in changepoints.change_points(values)] == [15]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_two_steps_and_a_stretch_that_came_back(seed: int) -> None:
     rng = np.random.default_rng(seed)
     two = np.r_[noisy(rng, 8, 0.02), noisy(rng, 8, 0.02, 1.3), noisy(rng, 8, 0.02, 1.6)]
-    assert [i for i, _ in history.change_points(two)] == [8, 16]
+    assert [i for i, _ in changepoints.change_points(two)] == [8, 16]
     back = np.r_[noisy(rng, 8, 0.02), noisy(rng, 6, 0.02, 1.3), noisy(rng, 8, 0.02)]
-    assert [i for i, _ in history.change_points(back)] == [8, 14]
+    assert [i for i, _ in changepoints.change_points(back)] == [8, 14]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_significant_step_under_the_threshold_is_not_a_change_point(seed: int) -> None:
     rng = np.random.default_rng(seed)
     small = np.r_[noisy(rng, 10, 0.005), noisy(rng, 10, 0.005, 1.03)]
-    assert history.change_points(small) == []
+    assert changepoints.change_points(small) == []
 
 
 def test_change_point_sizes_and_directions() -> None:
@@ -77,8 +77,8 @@ def test_change_point_sizes_and_directions() -> None:
             "median": values,
         }
     )
-    (point,) = history.detect(frame)
+    (point,) = changepoints.detect(frame)
     assert (point.index, point.run_id) == (6, "r6")
     assert point.change == pytest.approx(2.0, rel=0.05) and point.worse
     faster = frame.assign(metric="train.throughput")
-    assert history.detect(faster)[0].worse is False  # throughput up is better
+    assert changepoints.detect(faster)[0].worse is False  # throughput up is better

@@ -15,8 +15,7 @@ import pytest
 
 from bench.build import guest
 from bench.errors import TargetError
-from bench.nightly import history
-from bench.nightly import workflow as nightly
+from bench.nightly import export, history, lock, record, retention
 from bench.targets import sshconn
 from tests.conftest import bench_cli
 
@@ -94,7 +93,7 @@ def test_nightly_refuses_a_symlinked_lock(tmp_path) -> None:
     root, victim = tmp_path / "history", tmp_path / "victim"
     root.mkdir()
     victim.write_text("keep me\n")
-    (root / nightly.LOCK).symlink_to(victim)
+    (root / lock.LOCK).symlink_to(victim)
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE)
     done = bench_cli("nightly", str(suite), "--history", str(root))
@@ -102,7 +101,7 @@ def test_nightly_refuses_a_symlinked_lock(tmp_path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "nightly.lock is a symbolic link" in lines[0]
-    assert sorted(p.name for p in root.iterdir()) == [nightly.LOCK]  # nothing ran
+    assert sorted(p.name for p in root.iterdir()) == [lock.LOCK]  # nothing ran
 
 
 def _entry(run_id: str, path: str) -> history.Entry:
@@ -131,7 +130,7 @@ def _crafted_history(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 def test_prune_deletes_nothing_outside_the_history(tmp_path) -> None:
     root, outside = _crafted_history(tmp_path)
-    pruned = nightly.prune(root, 1)
+    pruned = retention.prune(root, 1)
     assert all((directory / "data").is_file() for directory in outside)
     assert pruned == ["old"]
     assert not (root / "runs" / "s" / "old").exists()
@@ -141,7 +140,7 @@ def test_prune_deletes_nothing_outside_the_history(tmp_path) -> None:
 def test_prune_warns_about_each_refused_entry(tmp_path) -> None:
     root, _ = _crafted_history(tmp_path)
     seen: list[str] = []
-    nightly.prune(root, 1, warn=seen.append)
+    retention.prune(root, 1, warn=seen.append)
     assert len(seen) == 3 and all("\n" not in line for line in seen)
     assert all("is not a run directory inside the history" in line for line in seen)
     assert [e.path for e in history.History(root).entries()] == [
@@ -157,14 +156,14 @@ def test_exports_are_readable_by_others_whatever_the_umask(tmp_path) -> None:
     root = tmp_path / "history"
     old = os.umask(0o077)  # a root cron job's umask on a hardened host
     try:
-        with nightly.locked(root):
+        with lock.locked(root):
             entry = _entry("r1", "runs/s/r1")
             entry.summary = [{"workload": "t", "target": "bare", "metric": "train.throughput"}]
             entry.summary[0] |= {"unit": "samples/s", "n": 3, "median": 1.0, "q1": 1.0}
             entry.summary[0] |= {"q3": 1.0, "ci_low": 1.0, "ci_high": 1.0}
             history.History(root).append(entry)
-            outcome = nightly.Outcome(entry, None, None, [], 0)
-            prom, parquet = nightly.export(root, outcome)
+            outcome = record.Outcome(entry, None, None, [], 0)
+            prom, parquet = export.export(root, outcome)
     finally:
         os.umask(old)
     assert mode(root) == oct(0o755)

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.nightly import history
+from bench.nightly import changepoints, history
 from tests.conftest import REPO, bench_cli
 from tests.test_run_e2e import run_dir_of
 
@@ -90,7 +90,7 @@ def test_the_night_the_stack_got_slower_is_a_regression(built) -> None:
 def test_change_point_found_at_the_slow_run(built) -> None:
     _, root, _ = built
     entries = history.History(root).entries()
-    points = history.detect(history.series(entries))
+    points = changepoints.detect(history.series(entries))
     step = [p for p in points if p.metric == "train.step_time_s"]
     assert [(p.index, p.run_id) for p in step] == [(SLOW_FROM, entries[SLOW_FROM].run_id)]
     assert step[0].worse and step[0].change > 1.0

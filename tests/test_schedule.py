@@ -179,7 +179,7 @@ def systemd_words(line: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_units_hold_hostile_paths_as_data_and_a_start_timeout(tmp_path: Path) -> None:
-    from bench import schedule
+    from bench.nightly import schedule
     from bench.suite import load_suite
 
     suite, history = hostile_places(tmp_path)
@@ -217,8 +217,9 @@ def test_systemd_units_hold_hostile_paths_as_data_and_a_start_timeout(tmp_path: 
 
 
 def test_line_breaks_and_options_nightly_would_refuse_are_refused_at_install(tmp_path) -> None:
-    from bench import cli, schedule
+    from bench import cli
     from bench.errors import InputError
+    from bench.nightly import schedule
 
     broken = tmp_path / "x\n[Service]\nExecStartPre=touch PWNED" / "suite.yaml"
     broken.parent.mkdir()
@@ -263,7 +264,7 @@ def test_the_start_timeout_adds_up_every_cell_of_the_plan(tmp_path: Path) -> Non
 
 
 def test_a_hung_night_under_cron_is_stopped_at_its_start_timeout(tmp_path: Path) -> None:
-    from bench import schedule
+    from bench.nightly import schedule
 
     hung = tmp_path / "hung.sh"  # stands in for a bench nightly that never ends
     hung.write_text("#!/bin/sh\nexec sleep 600\n")

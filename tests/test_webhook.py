@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.nightly import history
-from bench.nightly import workflow as night
+from bench.nightly import alerts, export, history, record
 from tests.conftest import bench_cli
 
 SECRET = "secret-token-4711"
@@ -27,20 +26,20 @@ MALFORMED = {
 }
 
 
-def outcome() -> night.Outcome:
+def outcome() -> record.Outcome:
     entry = history.Entry("r1", "s", "h", "", "", None, "failed", {}, [])
-    return night.Outcome(entry, None, None, [], failed_cells=1)
+    return record.Outcome(entry, None, None, [], failed_cells=1)
 
 
 @pytest.mark.parametrize("url", list(MALFORMED))
 def test_a_malformed_url_is_named_but_never_shown(url: str) -> None:
-    said = night.post_webhook(url, outcome(), "text")
+    said = alerts.post_webhook(url, outcome(), "text")
     assert said.startswith("not sent: webhook URL is malformed (" + MALFORMED[url]), said
     assert SECRET not in said and "hooks.example.com" not in said
 
 
 def test_a_failed_request_does_not_show_the_url() -> None:
-    said = night.post_webhook(f"http://127.0.0.1:1/{SECRET}", outcome(), "text")
+    said = alerts.post_webhook(f"http://127.0.0.1:1/{SECRET}", outcome(), "text")
     assert said.startswith("not sent: ") and SECRET not in said and "127.0.0.1" not in said
 
 
@@ -69,7 +68,7 @@ def trickling() -> Iterator[str]:
 def test_a_server_that_never_finishes_answering_is_abandoned_at_the_deadline(trickling) -> None:
     said: list[str] = []
     caller = threading.Thread(
-        target=lambda: said.append(night.post_webhook(trickling, outcome(), "t", timeout_s=1)),
+        target=lambda: said.append(alerts.post_webhook(trickling, outcome(), "t", timeout_s=1)),
         daemon=True,
     )
     caller.start()
@@ -95,12 +94,12 @@ def test_a_night_with_a_malformed_webhook_url_still_exports_and_prunes(tmp_path:
     for url in (f"hooks.example.com/{SECRET}", f"https://hooks.example.com:x/{SECRET}"):
         done = bench_cli(
             "nightly", str(suite), "--history", str(root), "--keep", "1",
-            env={night.WEBHOOK_ENV: url},
+            env={alerts.WEBHOOK_ENV: url},
         )  # fmt: skip
         assert done.returncode == 1, done.stderr  # the cell failed: the documented status
         assert "Traceback" not in done.stderr
         assert "webhook: not sent: webhook URL is malformed (" in done.stderr
-        assert (root / night.PROM).is_file() and (root / night.PARQUET).is_file()
+        assert (root / export.PROM).is_file() and (root / export.PARQUET).is_file()
         seen += [done.stdout, done.stderr]
     assert "pruned (summary kept): " in done.stdout
     seen += [p.read_text(errors="replace") for p in root.rglob("*") if p.is_file()]
