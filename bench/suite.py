@@ -12,95 +12,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bench import limits
 from bench.build.config import BuildConfig
 from bench.errors import SuiteError
-from bench.limits import Batch, Count, Seconds, Warmup
+from bench.limits import Count
 from bench.names import Name
 from bench.suitefile import format_path, load_yaml, read_text
 from bench.targets import registry
 from bench.targets.base import TargetConfig
-
-Model = Literal["mlp", "cnn", "transformer"]
-
-
-class WorkloadBase(BaseModel):
-    """Options every workload kind accepts."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: Name
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    threads: Annotated[int, Field(ge=1, le=limits.MAX_THREADS)] | None = None
-    timeout_s: Seconds = 1800.0
-
-
-class TrainStep(WorkloadBase):
-    """Forward, backward and optimizer step on synthetic data."""
-
-    kind: Literal["train_step"]
-    model: Model = "mlp"
-    batch_size: Batch = 64
-    steps: Count = 30
-    warmup_steps: Warmup = 5
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: Annotated[float, Field(gt=0, le=limits.MAX_LR, allow_inf_nan=False)] = 0.01
-
-
-class Inference(WorkloadBase):
-    """An inference loop: one request at a time, or large batches for throughput."""
-
-    kind: Literal["inference"]
-    model: Model = "mlp"
-    scenario: Literal["single_stream", "offline"] = "single_stream"
-    batch_size: Batch = 1
-    requests: Count = 200
-    warmup_requests: Warmup = 20
-
-
-class DataLoading(WorkloadBase):
-    """A synthetic on-disk dataset read through torch's DataLoader."""
-
-    kind: Literal["data_loading"]
-    samples: Annotated[int, Field(ge=1, le=limits.MAX_SAMPLES)] = 2000
-    sample_bytes: Annotated[int, Field(ge=1, le=limits.MAX_SAMPLE_BYTES)] = 65536
-    batch_size: Batch = 64
-    num_workers: Annotated[int, Field(ge=0, le=limits.MAX_WORKERS)] = 2
-    epochs: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = 1
-    warmup_batches: Warmup = 2
-    shuffle: bool = True
-    cold_cache: bool = False
-
-    @model_validator(mode="after")
-    def _warmup_leaves_batches(self) -> DataLoading:
-        """Warmup batches are excluded from the statistics, so some must remain; the dataset
-        is written to disk before the cell, so its size is bounded."""
-        if self.samples * self.sample_bytes > limits.MAX_DATASET_BYTES:
-            raise ValueError(
-                f"samples x sample_bytes is {self.samples * self.sample_bytes} bytes of dataset; "
-                f"at most {limits.MAX_DATASET_BYTES >> 30} GiB"
-            )
-        batches = -(-self.samples // self.batch_size) * self.epochs
-        if self.warmup_batches >= batches:
-            raise ValueError(
-                f"warmup_batches ({self.warmup_batches}) must be less than the number of "
-                f"batches ({batches} = ceil(samples / batch_size) x epochs)"
-            )
-        return self
-
-
-Workload = Annotated[TrainStep | Inference | DataLoading, Field(discriminator="kind")]
-WORKLOAD_KINDS = ("train_step", "inference", "data_loading")
+from bench.workloadmodels import (  # noqa: F401 (callers find the workload models here)
+    WORKLOAD_KINDS,
+    DataLoading,
+    Inference,
+    TrainStep,
+    Workload,
+    WorkloadBase,
+)
 
 
 class Suite(BaseModel):

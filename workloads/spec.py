@@ -85,40 +85,90 @@ def optional(check: Check) -> Check:
     return wrapped
 
 
-MODEL = choice("mlp", "cnn", "transformer")
+@dataclass(frozen=True)
+class Option:
+    """One workload option as data: its default and the values the worker accepts.
 
-COMMON: dict[str, tuple[Any, Check]] = {
-    "device": ("auto", choice("auto", "cpu", "cuda")),
-    "threads": (None, optional(integer(1))),
-    "dtype": ("float32", choice("float32", "bfloat16", "float16")),
+    This table is the only definition of the options: the worker checks specs with it and the
+    controller derives its suite schema from it (adding its own upper bounds), so the two
+    cannot drift apart. ``ge`` is an inclusive minimum (integers), ``gt`` an exclusive one
+    (floats, which must also be finite); ``optional`` also accepts null.
+    """
+
+    default: Any
+    type: type[bool] | type[int] | type[float] | type[str]
+    choices: tuple[str, ...] = ()
+    ge: int | None = None
+    gt: float | None = None
+    optional: bool = False
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` if this option accepts it, else a ``SpecError`` naming ``name``."""
+        return (optional(self._check()) if self.optional else self._check())(name, value)
+
+    def _check(self) -> Check:
+        if self.choices:
+            return choice(*self.choices)
+        if self.type is bool:
+            return boolean
+        if self.type is int and self.ge is not None:
+            return integer(self.ge)
+        if self.type is float and self.gt == 0:
+            return positive_number
+        raise TypeError(f"no check for an option of type {self.type.__name__}: {self}")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A workload kind: what it measures, and its own options (besides ``COMMON``)."""
+
+    summary: str
+    options: dict[str, Option]
+
+
+MODELS = ("mlp", "cnn", "transformer")
+
+COMMON: dict[str, Option] = {
+    "device": Option("auto", str, choices=("auto", "cpu", "cuda")),
+    "dtype": Option("float32", str, choices=("float32", "bfloat16", "float16")),
+    "threads": Option(None, int, ge=1, optional=True),
 }
 
-KINDS: dict[str, dict[str, tuple[Any, Check]]] = {
-    "train_step": {
-        "model": ("mlp", MODEL),
-        "batch_size": (64, integer(1)),
-        "steps": (30, integer(1)),
-        "warmup_steps": (5, integer(0)),
-        "optimizer": ("sgd", choice("sgd", "adam")),
-        "lr": (0.01, positive_number),
-    },
-    "inference": {
-        "model": ("mlp", MODEL),
-        "batch_size": (1, integer(1)),
-        "requests": (200, integer(1)),
-        "warmup_requests": (20, integer(0)),
-        "scenario": ("single_stream", choice("single_stream", "offline")),
-    },
-    "data_loading": {
-        "samples": (2000, integer(1)),
-        "sample_bytes": (65536, integer(1)),
-        "batch_size": (64, integer(1)),
-        "num_workers": (2, integer(0)),
-        "epochs": (1, integer(1)),
-        "warmup_batches": (2, integer(0)),
-        "shuffle": (True, boolean),
-        "cold_cache": (False, boolean),
-    },
+KINDS: dict[str, Kind] = {
+    "train_step": Kind(
+        "Forward, backward and optimizer step on synthetic data.",
+        {
+            "model": Option("mlp", str, choices=MODELS),
+            "batch_size": Option(64, int, ge=1),
+            "steps": Option(30, int, ge=1),
+            "warmup_steps": Option(5, int, ge=0),
+            "optimizer": Option("sgd", str, choices=("sgd", "adam")),
+            "lr": Option(0.01, float, gt=0),
+        },
+    ),
+    "inference": Kind(
+        "An inference loop: one request at a time, or large batches for throughput.",
+        {
+            "model": Option("mlp", str, choices=MODELS),
+            "scenario": Option("single_stream", str, choices=("single_stream", "offline")),
+            "batch_size": Option(1, int, ge=1),
+            "requests": Option(200, int, ge=1),
+            "warmup_requests": Option(20, int, ge=0),
+        },
+    ),
+    "data_loading": Kind(
+        "A synthetic on-disk dataset read through torch's DataLoader.",
+        {
+            "samples": Option(2000, int, ge=1),
+            "sample_bytes": Option(65536, int, ge=1),
+            "batch_size": Option(64, int, ge=1),
+            "num_workers": Option(2, int, ge=0),
+            "epochs": Option(1, int, ge=1),
+            "warmup_batches": Option(2, int, ge=0),
+            "shuffle": Option(True, bool),
+            "cold_cache": Option(False, bool),
+        },
+    ),
 }
 
 
@@ -126,17 +176,22 @@ def _workload(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise SpecError("spec.workload must be an object")
     kind = choice(*KINDS)("workload.kind", raw.get("kind"))
-    options = {**COMMON, **KINDS[kind]}
-    unknown = sorted(set(raw) - set(options) - {"name", "kind"})
+    known = options(kind)
+    unknown = sorted(set(raw) - set(known) - {"name", "kind"})
     if unknown:
-        raise SpecError(f"unknown option(s) {unknown} for kind {kind!r}; known: {sorted(options)}")
+        raise SpecError(f"unknown option(s) {unknown} for kind {kind!r}; known: {sorted(known)}")
     workload: dict[str, Any] = {
         "name": text("workload.name", raw.get("name", kind)),
         "kind": kind,
     }
-    for key, (default, check) in options.items():
-        workload[key] = check(f"workload.{key}", raw.get(key, default))
+    for key, option in known.items():
+        workload[key] = option.check(f"workload.{key}", raw.get(key, option.default))
     return workload
+
+
+def options(kind: str) -> dict[str, Option]:
+    """Every option of ``kind``, common ones first, in the order a filled spec lists them."""
+    return {**COMMON, **KINDS[kind].options}
 
 
 def total_batches(workload: Mapping[str, Any]) -> int:
@@ -145,9 +200,16 @@ def total_batches(workload: Mapping[str, Any]) -> int:
     return per_epoch * workload["epochs"]
 
 
+def warmup_leaves_batches(workload: Mapping[str, Any]) -> bool:
+    """Whether a data-loading run measures anything: its warmup batches are left out of the
+    statistics, so it must read more batches than that. The controller's suite check calls
+    this too."""
+    return workload["warmup_batches"] < total_batches(workload)
+
+
 def _check_data_loading(workload: Mapping[str, Any]) -> None:
-    total = total_batches(workload)
-    if workload["warmup_batches"] >= total:
+    if not warmup_leaves_batches(workload):
+        total = total_batches(workload)
         raise SpecError(
             f"workload.warmup_batches ({workload['warmup_batches']}) leaves no "
             f"measured batches: the run reads only {total} batch(es)"

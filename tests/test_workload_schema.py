@@ -1,0 +1,139 @@
+"""The suite's workload models and the worker's option table agree.
+
+The worker (``workloads/spec.py``) is the definition; bench derives its pydantic models from it
+and adds upper bounds and the keys only the controller reads. These tests fail when the two
+drift apart: an option on one side only, another default or choice, a bound that refuses a
+default, or a value one side accepts and the other refuses.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from bench import limits, workloadmodels
+from bench.suite import WORKLOAD_KINDS, DataLoading, Inference, TrainStep, Workload
+from workloads import spec
+
+SUITE = TypeAdapter(Workload)
+
+
+def suite_accepts(workload: dict[str, Any]) -> dict[str, Any] | None:
+    """What the controller sends the worker for ``workload``, or None if the suite refuses it."""
+    try:
+        model = SUITE.validate_python({"name": "w", **workload})
+    except ValidationError:
+        return None
+    return model.model_dump(mode="json", exclude={"timeout_s"})
+
+
+def worker_accepts(workload: dict[str, Any]) -> dict[str, Any] | None:
+    """The worker's filled-in workload, or None if it refuses it."""
+    try:
+        return spec.validate({"workload": {"name": "w", **workload}}).workload
+    except spec.SpecError:
+        return None
+
+
+def test_the_suite_has_a_model_for_each_of_the_workers_kinds() -> None:
+    assert tuple(spec.KINDS) == WORKLOAD_KINDS
+    for kind, model in zip(spec.KINDS, (TrainStep, Inference, DataLoading), strict=True):
+        assert typing.get_args(model.model_fields["kind"].annotation) == (kind,)
+        assert model.__doc__ == spec.KINDS[kind].summary
+
+
+@pytest.mark.parametrize("kind", list(spec.KINDS))
+def test_every_option_is_a_suite_key_with_the_workers_default_and_choices(kind: str) -> None:
+    model = workloadmodels.MODELS[kind]
+    options = spec.options(kind)
+    fields = model.model_fields
+    own = {"kind", *workloadmodels.CONTROLLER_ONLY}
+    assert set(fields) - own == set(options), "an option exists on one side only"
+    assert [f for f in fields if f not in own] == list(options), "options in another order"
+    for name, option in options.items():
+        default = fields[name].default
+        assert (type(default), default) == (type(option.default), option.default), name
+        if option.choices:
+            assert typing.get_args(fields[name].annotation) == option.choices, name
+
+
+def test_every_number_has_a_bench_bound_and_no_bound_is_stale() -> None:
+    numbers = {
+        name
+        for kind in spec.KINDS
+        for name, option in spec.options(kind).items()
+        if option.type in (int, float) and not option.choices
+    }
+    assert set(workloadmodels.UPPER) == numbers
+
+
+def samples(kind: str) -> list[dict[str, Any]]:
+    """Values at and around each option's limits, from the worker's table; with the kind's
+    defaults, some combinations also cross the warmup rule (``samples: 1``)."""
+    out: list[dict[str, Any]] = [{"kind": kind}, {"kind": kind, "no_such_option": 1}]
+    for name, option in spec.options(kind).items():
+        if option.choices:
+            values = [*option.choices, "no-such-choice", 1]
+        elif option.type is bool:
+            values = [True, False, 2, "maybe"]
+        elif option.type is int:
+            assert option.ge is not None
+            values = [option.ge, option.ge + 1, option.ge - 1, 1.5, "x"]
+        else:
+            assert option.gt is not None
+            values = [option.gt + 0.5, 1, option.gt, option.gt - 1, math.inf, math.nan, "x"]
+        values.append(None)
+        out += [{"kind": kind, name: value} for value in values]
+    return out
+
+
+LOADING = [  # the warmup rule at its edge: 5 samples in batches of 2 read 3 batches per epoch
+    {"samples": 5, "batch_size": 2, "warmup_batches": 2},
+    {"samples": 5, "batch_size": 2, "warmup_batches": 3},
+    {"samples": 5, "batch_size": 2, "epochs": 2, "warmup_batches": 5},
+    {"samples": 5, "batch_size": 2, "epochs": 2, "warmup_batches": 6},
+    {"samples": 1, "warmup_batches": 0},
+]
+
+
+@pytest.mark.parametrize("kind", list(spec.KINDS))
+def test_suite_and_worker_accept_and_refuse_the_same_workloads(kind: str) -> None:
+    """Within bench's upper bounds and for values of the JSON type the option asks for, both
+    sides give the same verdict, and what the suite sends is what the worker fills in."""
+    cases = samples(kind)
+    if kind == "data_loading":
+        cases += [{"kind": kind, **case} for case in LOADING]
+    verdicts = set()
+    for case in cases:
+        sent, filled = suite_accepts(case), worker_accepts(case)
+        assert (sent is None) == (filled is None), case
+        assert sent is None or worker_accepts(sent) == filled == sent, case
+        verdicts.add(sent is None)
+    assert verdicts == {True, False}
+
+
+def test_defaults_are_within_benchs_bounds() -> None:
+    """Every default, given explicitly, passes the suite's bounds (pydantic does not check
+    defaults, so an upper bound below one would go unnoticed)."""
+    for kind in spec.KINDS:
+        defaults = {name: o.default for name, o in spec.options(kind).items()}
+        assert suite_accepts({"kind": kind, **defaults}) == worker_accepts({"kind": kind})
+
+
+def test_bench_refuses_what_the_worker_would_run_only_above_its_bounds() -> None:
+    """The one intended difference: the suite caps numbers (and a data-loading cell's dataset);
+    the worker has no ceiling."""
+    room = {  # so that only the bound is crossed, not the dataset size or the warmup rule
+        "sample_bytes": {"samples": 200},
+        "warmup_batches": {"samples": 2 * limits.MAX_ITERATIONS, "batch_size": 1},
+    }
+    for name, upper in workloadmodels.UPPER.items():
+        kind = next(k for k in spec.KINDS if name in spec.options(k))
+        over = {"kind": kind, name: upper + 1, **room.get(name, {})}
+        assert suite_accepts(over) is None and worker_accepts(over) is not None, name
+    huge = {"kind": "data_loading", "samples": 1_000_000, "sample_bytes": 1 << 30}
+    assert suite_accepts(huge) is None and worker_accepts(huge) is not None
