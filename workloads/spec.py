@@ -5,7 +5,9 @@ rejected here so the worker fails fast with exit code 2 and a message naming
 the bad field, instead of failing deep inside torch after seconds of import.
 Options missing from the spec take documented defaults; options a kind does
 not know are rejected, because a misspelled option silently replaced by its
-default would measure something other than what was asked for.
+default would measure something other than what was asked for. The option
+table (``COMMON``, ``KINDS``) is also what the controller's suite schema is
+built from.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class Option:
     ge: int | None = None
     gt: float | None = None
     optional: bool = False
+
+    def __post_init__(self) -> None:
+        self._check()  # an option the worker could not check fails on import, on both sides
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` if this option accepts it, else a ``SpecError`` naming ``name``."""
