@@ -18,8 +18,13 @@ _KINDS: dict[str, Kind] = {k.name: k for k in (local.KIND, ssh.KIND, docker.KIND
 
 
 class UnknownKind(Kind):
-    """A kind this build does not ship (a run stored by a newer bench): read with the generic
-    rules, and with every known kind's identity rules so that no rebuilt artefact is missed."""
+    """A kind this build does not ship (a run stored by a newer bench): its artefacts are read
+    with every known kind's rules, so that no built artefact (and no rebuild) is missed."""
+
+    def built(self, artefacts: Mapping[str, Any]) -> str:
+        generic = super().built(artefacts)
+        lines = (known.built(artefacts) for known in _KINDS.values())
+        return next((line for line in lines if line != generic), generic)
 
     def identity(self, artefacts: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -25,12 +25,16 @@ def _size(value: Any) -> Any:
         problem = f"invalid size {value!r}: use bytes or a number with k, m or g"
         if not NOTATION.fullmatch(value):
             raise ValueError(problem)
-        return parse_bytes(value.strip())
+        try:
+            return parse_bytes(value.strip())
+        except ValueError:  # a number float() refuses: "0\x1fg" (\s matches \x1f)
+            raise ValueError(problem) from None
     return value
 
 
 def parse_bytes(text: str) -> int:
-    """Bytes of a size in the notation (``NOTATION``, stripped): ``4g``, ``512mb``, ``100``."""
+    """Bytes of a size in the notation (``NOTATION``, stripped): ``4g``, ``512mb``, ``100``;
+    ValueError where docker-py raises its DockerException."""
     if text[-2:-1].isalpha() and text[-1:].lower() == "b":
         text = text[:-1]  # 512mb -> 512m
     unit = text[-1].lower()
