@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from bench import results
 from bench.cli.common import err, line, out, translate
 from bench.cli.run import print_run
 from bench.errors import ResultsError
+
+if TYPE_CHECKING:
+    from bench.compare import Comparison
 
 
 @click.command()
@@ -28,9 +33,9 @@ def _run_dir(path: Path) -> Path:
     """``path`` if it holds one run (a manifest), else a clear input error."""
     if not path.is_dir():
         raise ResultsError(f"{path}: no such run directory")
-    if not (path / "manifest.json").is_file():
+    if not (path / results.MANIFEST).is_file():
         raise ResultsError(
-            f"{path}: not a run directory (no manifest.json); pass results/<suite>/<run-id>"
+            f"{path}: not a run directory (no {results.MANIFEST}); pass results/<suite>/<run-id>"
         )
     return path
 
@@ -100,7 +105,7 @@ def compare(
         sys.exit(1)
 
 
-def _print_comparison(found: object, form: str) -> None:
+def _print_comparison(found: Comparison, form: str) -> None:
     """The host warning on stderr, then the comparison as a table, Markdown or JSON."""
     import json
 
@@ -145,6 +150,8 @@ def history_command(history_dir: Path, threshold: str, alpha: float) -> None:
 
 
 def _history_dir(path: Path) -> Path:
-    if not (path / "index.jsonl").is_file():
-        raise ResultsError(f"{path}: not a history directory (no index.jsonl); see bench nightly")
+    from bench.nightly.history import INDEX
+
+    if not (path / INDEX).is_file():
+        raise ResultsError(f"{path}: not a history directory (no {INDEX}); see bench nightly")
     return path

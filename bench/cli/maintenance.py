@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +13,9 @@ from bench.cli.common import err, line, out, translate
 from bench.cli.run import print_exposure
 from bench.suite import load_suite
 from bench.targets import registry
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @click.command()
@@ -93,15 +97,21 @@ def doctor() -> None:
     GPU persistence mode and clocks. bench run records the same checks for every target (in
     its fingerprint) and warns about each problem before the first cell.
     """
-    from rich.table import Table
-
     from workloads.environment import check_all
+
+    out.print(_checks_table(check_all()))
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> Table:
+    """``bench doctor``'s table. Built here, not in ``bench.report.terminal``: that module
+    loads pandas and scipy (about 0.7 s) for tables of measurements this one does not have."""
+    from rich.table import Table
 
     table = Table(title="environment checks (this machine)")
     for column in ("check", "status", "value", "fix"):
         table.add_column(column, overflow="fold")
     styles = {"ok": "green", "warn": "yellow", "info": "cyan", "n/a": "dim"}
-    for found in check_all():
+    for found in checks:
         status = found["status"]
         table.add_row(
             found["check"],
@@ -109,7 +119,7 @@ def doctor() -> None:
             str(found["value"]),
             found["fix"] or "",
         )
-    out.print(table)
+    return table
 
 
 @click.command()

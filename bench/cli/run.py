@@ -100,8 +100,8 @@ def print_run(path: Path) -> None:
     """The summary table of the stored run in ``path``."""
     from bench.report.terminal import print_summary  # scipy.stats: 0.5 s that validate skips
 
-    manifest = results.load_manifest(path)
-    name, run_id = manifest.get("suite", {}).get("name", "?"), manifest.get("run_id", path.name)
+    manifest = results.read_manifest(path)
+    name, run_id = manifest.suite.name or "?", results.run_name(path, manifest)
     title = f"{name} · run {run_id} · median, its 95% CI and IQR"
     samples, cells, raw = results.load(path), results.load_cells(path), results.load_raw(path)
     print_summary(out, samples, cells, title, manifest, raw)

@@ -9,17 +9,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from bench import history, results
+from bench import results
 from bench.metrics import KEY_METRICS
+from bench.nightly.changepoints import ChangePoint
 from bench.report import document, plots
 from bench.units import fmt
 
 PAGE = "history.html"
 
 
-def table(
-    frame: pd.DataFrame, points: list[history.ChangePoint], events: dict[str, list[str]]
-) -> Table:
+def table(frame: pd.DataFrame, points: list[ChangePoint], events: dict[str, list[str]]) -> Table:
     """Per (target, workload, key metric): runs, first and latest median, the last step
     (latest vs previous run) and every change point with the fingerprint changes of its run."""
     out = Table(title="history: run medians of the key metrics")
@@ -40,7 +39,7 @@ def table(
     return out
 
 
-def describe(point: history.ChangePoint, events: dict[str, list[str]]) -> str:
+def describe(point: ChangePoint, events: dict[str, list[str]]) -> str:
     """'run 20261101T020000Z: +12.3% (worse), p=0.004; bare: kernel '6.1' -> '6.2''."""
     worse = {True: " (worse)", False: " (better)", None: ""}[point.worse]
     text = f"run {point.run_id}: {point.change:+.1%}{worse}, p={point.p_value:.3g}"
@@ -51,7 +50,7 @@ def describe(point: history.ChangePoint, events: dict[str, list[str]]) -> str:
 def page(
     root: Path,
     frame: pd.DataFrame,
-    points: list[history.ChangePoint],
+    points: list[ChangePoint],
     events: dict[str, list[str]],
 ) -> Path:
     """history.html: the trend figure and every change point, self-contained like a report."""
@@ -74,7 +73,7 @@ def trend_figure(
 ) -> Figure | None:
     """Per (workload, metric), each target's run medians over the history with the
     interquartile range shaded; change points are dashed lines at the first run after them.
-    ``frame`` is ``history.series``'s, ``points`` are ``history.ChangePoint``s."""
+    ``frame`` is ``history.series``'s, ``points`` are ``ChangePoint``s."""
     found = frame[frame["metric"].isin(metrics)]
     keys = list(dict.fromkeys(zip(found["workload"], found["metric"], strict=True)))
     if not keys:
