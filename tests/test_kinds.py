@@ -146,6 +146,12 @@ def test_the_stored_fixture_runs_read_as_before() -> None:
             kind.accel_label(artefacts),
         )
         assert readings == expected, target
+    rows = {
+        t: registry.kind(e["kind"]).accel_row(e["artefacts"])
+        for t, e in manifest["targets"].items()
+    }
+    assert rows == {"bare": "native", "ctr": "native", "vm": "TCG (software emulation)"}
+    assert registry.kind("vm").accel_row({"provisioner": "static"}) == ""
 
 
 def test_every_kind_declares_loadable_parts() -> None:

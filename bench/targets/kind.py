@@ -85,3 +85,7 @@ class Kind:
     def accel_label(self, artefacts: Mapping[str, Any]) -> str | None:
         """The accelerator as shown in the target's name (``vm [tcg]``), when it matters."""
         return artefacts.get("accel_label")
+
+    def accel_row(self, artefacts: Mapping[str, Any]) -> str:
+        """A report's "accel" row: the label, else native (the worker ran on the host's CPU)."""
+        return self.accel_label(artefacts) or "native"

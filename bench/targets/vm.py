@@ -113,6 +113,10 @@ class VmKind(Kind):
     def runtime(self, artefacts: Mapping[str, Any]) -> str:
         return f"vm ({artefacts.get('provisioner', 'qemu')})"
 
+    def accel_row(self, artefacts: Mapping[str, Any]) -> str:
+        """A guest's accelerator when it was recorded; a static VM's is not known."""
+        return self.accel_label(artefacts) or ""
+
     def built(self, artefacts: Mapping[str, Any]) -> str:
         guest = artefacts.get("guest")
         if isinstance(guest, dict):
