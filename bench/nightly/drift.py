@@ -42,5 +42,5 @@ def floors(entries: list[Entry]) -> dict[Key, float]:
     """The drift of every metric the latest of ``entries`` (earlier runs comparable with the
     new one) measured often enough to have one."""
     keys = {(r["target"], r["workload"], r["metric"]) for e in entries[-WINDOW:] for r in e.summary}
-    found = {key: drift(entries, key) for key in sorted(keys)}
+    found = {key: drift(entries, key) for key in keys}
     return {key: floor for key, floor in found.items() if floor is not None}
