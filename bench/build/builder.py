@@ -2,6 +2,8 @@
 
 Targets with ``build: true`` ask the builder during preparation; the builder remembers what it
 made (and every wheel's hash) so the run manifest can say exactly which bytes each target ran.
+The image and guest builders (docker-py, cryptography) are imported when first asked for: a
+run of local targets, or a suite being validated, never loads them.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-
-from bench.build import guest, image, venv, wheelhouse
+from bench.build import venv, wheelhouse
 from bench.build.config import BuildConfig
-from bench.build.guest import GuestImage
-from bench.build.image import BuiltImage
 from bench.build.wheelhouse import Wheelhouse
+
+if TYPE_CHECKING:
+    import docker
+
+    from bench.build.guest import GuestImage
+    from bench.build.image import BuiltImage
 
 
 def _ignore(message: str) -> None:
@@ -52,6 +56,8 @@ class Builder:
 
     def image(self, engine_url: str, client: docker.DockerClient) -> BuiltImage:
         """The matched image on the engine at ``engine_url``."""
+        from bench.build import image
+
         with self._lock:
             if engine_url not in self._images:
                 built = image.ensure(client, self.config, self.wheelhouse(), self.note)
@@ -60,6 +66,8 @@ class Builder:
 
     def guest(self) -> GuestImage:
         """The matched VM guest disk, kernel and keys."""
+        from bench.build import guest
+
         with self._lock:
             if self._guest is None:
                 self._guest = guest.ensure(self.config, self.wheelhouse(), self.note)
