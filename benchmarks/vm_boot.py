@@ -30,7 +30,7 @@ from bench.probes.process import pss_bytes  # noqa: E402
 from bench.results import load, load_manifest  # noqa: E402
 from bench.suite import parse_suite  # noqa: E402
 from bench.targets.qemu import Guest  # noqa: E402
-from bench.targets.vm import QemuVmTarget  # noqa: E402
+from bench.targets.vmqemu import QemuVmTarget  # noqa: E402
 
 MiB = 1 << 20
 LAST_ATTEMPT: list[float] = []  # how long the successful `ssh true` took, per boot
