@@ -78,18 +78,3 @@ def controller() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "argv": sys.argv,
     }
-
-
-HARDWARE_KEYS = ("cpu_model", "cores", "memory_bytes", "gpu_names")
-
-
-def hardware(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a fingerprint that describe the machine rather than its software or its
-    limits (a container's cpuset narrows the usable cores; the machine is the same). A VM
-    guest sees virtual CPUs; its fingerprint names the host it ran on, which is what counts."""
-    host = fingerprint.get("vm", {}).get("host_hardware")
-    source = host if isinstance(host, dict) else fingerprint
-    out = {key: source.get(key) for key in HARDWARE_KEYS}
-    if isinstance(out.get("cores"), dict):
-        out["cores"] = {k: v for k, v in out["cores"].items() if k != "usable"}
-    return out

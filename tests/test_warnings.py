@@ -128,7 +128,7 @@ def test_docker_host_from_the_environment_is_checked_too(monkeypatch) -> None:
     ],
 )
 def test_which_volumes_expose_the_host(source: str, exposed: str | None) -> None:
-    from bench import exposure
+    from bench.targets.dockerexposure import mounted
 
-    got = exposure.mounted(source)
+    got = mounted(source)
     assert (got or "").startswith(exposed) if exposed else got is None, got

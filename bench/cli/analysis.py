@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench import results
 from bench.cli.common import err, line, out, translate
 from bench.cli.run import print_run
 from bench.errors import ResultsError
@@ -22,22 +21,12 @@ if TYPE_CHECKING:
 @translate
 def report(run_dir: Path) -> None:
     """Write report.html (self-contained, figures embedded) and report.md into RUN_DIR."""
+    from bench import results
     from bench.report import document
 
-    html, md = document.write(_run_dir(run_dir))
+    html, md = document.write(results.run_dir(run_dir))
     line(str(html))
     line(str(md))
-
-
-def _run_dir(path: Path) -> Path:
-    """``path`` if it holds one run (a manifest), else a clear input error."""
-    if not path.is_dir():
-        raise ResultsError(f"{path}: no such run directory")
-    if not (path / results.MANIFEST).is_file():
-        raise ResultsError(
-            f"{path}: not a run directory (no {results.MANIFEST}); pass results/<suite>/<run-id>"
-        )
-    return path
 
 
 @click.command()

@@ -15,7 +15,9 @@ from bench.errors import InputError
 from bench.suite import load_suite
 
 if TYPE_CHECKING:
+    from bench.nightly import run as workflow
     from bench.nightly.record import Outcome
+    from bench.runner import RunSummary
 
 
 @click.command()
@@ -61,21 +63,31 @@ def nightly(
 
     limit, overrides = nightly_limits(threshold, metric_thresholds)
     options = workflow.Options(limit, overrides, keep)
-    outcome = workflow.night(
-        history_dir, lambda runs: execute(suite, runs, None, parallel_hosts), options
-    )
+    outcome = workflow.night(history_dir, _shown(suite, parallel_hosts), options)
     show(outcome)
     if outcome.failing:
         sys.exit(1)
 
 
+def _shown(suite: Path, parallel_hosts: int) -> workflow.Execute:
+    """Run the suite into the history's runs and print its summary at once: a night that
+    fails later (a full disk while exporting) has still shown what it measured."""
+
+    def run(runs: Path) -> tuple[Path, RunSummary]:
+        path, summary = execute(suite, runs, None, parallel_hosts)
+        print_run(path)
+        return path, summary
+
+    return run
+
+
 def show(outcome: Outcome) -> None:
-    """The night as ``bench nightly`` prints it: the run's summary and report, the comparison
-    and verdict, what changed, the alert, exports and pruning; the run directory last."""
+    """The night as ``bench nightly`` prints it after the run's summary: the report, the
+    comparison and verdict, what changed, the alert, exports and pruning; the run directory
+    last."""
     from bench.report import regressions as render
 
     assert outcome.run_dir is not None and outcome.exports is not None  # set by night()
-    print_run(outcome.run_dir)
     print_report(outcome.run_dir, outcome.report, outcome.report_error)
     for missing in outcome.missing:
         warn(missing)

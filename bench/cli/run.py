@@ -7,18 +7,17 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bench import results
 from bench.cli.common import err, line, out, translate
 from bench.errors import InputError
-from bench.metadata import new_run_id
 from bench.names import NAME_PATTERN
-from bench.progress import RichObserver
-from bench.runner import Runner, RunSummary
 from bench.suite import load_suite
+
+if TYPE_CHECKING:
+    from bench.runner import RunSummary
 
 
 @click.command()
@@ -68,6 +67,11 @@ def execute(
     suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int
 ) -> tuple[Path, RunSummary]:
     """Validate SUITE and run every cell into ``results_dir/<suite>/<run-id>``."""
+    from bench import results
+    from bench.metadata import new_run_id
+    from bench.progress import RichObserver
+    from bench.runner import Runner
+
     if run_id is not None and not re.fullmatch(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
@@ -98,6 +102,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def print_run(path: Path) -> None:
     """The summary table of the stored run in ``path``."""
+    from bench import results  # pandas: what validate skips
     from bench.report.terminal import print_summary  # scipy.stats: 0.5 s that validate skips
 
     manifest = results.read_manifest(path)

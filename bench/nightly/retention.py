@@ -10,8 +10,7 @@ from pathlib import Path
 
 from bench.errors import ResultsError
 from bench.nightly import history
-
-MANIFEST = "manifest.json"
+from bench.results.model import MANIFEST
 
 
 def forget_missing(root: Path, entries: list[history.Entry]) -> list[str]:

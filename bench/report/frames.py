@@ -154,15 +154,17 @@ def _warnings(fingerprint: Fingerprint) -> str:
 def _environment_column(entry: TargetEntry) -> dict[str, str]:
     fp = entry.fingerprint
     kind = registry.kind(entry.kind or "")
-    accel = kind.accel_label(entry.artefacts) or ("native" if entry.kind != "vm" else "")
-    values = {"kind": entry.kind or "?", "runtime": kind.runtime(entry.artefacts), "accel": accel}
+    values = {
+        "kind": entry.kind or "?",
+        "runtime": kind.runtime(entry.artefacts),
+        "accel": kind.accel_row(entry.artefacts),
+    }
     values.update(_fingerprint_rows(fp) if fp is not None else {})
     return {row: str(values.get(row, "")) for row in ENVIRONMENT_ROWS}
 
 
 def _fingerprint_rows(fp: Fingerprint) -> dict[str, str]:
     """The rows a fingerprint fills; 'none' says a recorded fingerprint found nothing."""
-    python = fp.python
     return {
         "CPU": fp.hardware().get("cpu_model") or "",
         "cores": str(fp.logical_cores or ""),
@@ -173,7 +175,7 @@ def _fingerprint_rows(fp: Fingerprint) -> dict[str, str]:
         "kernel": fp.kernel or "",
         "OS": fp.os or "",
         "virtualization": (fp.virtualization or {}).get("systemd_detect_virt") or "",
-        "Python": python.get("version", "") if isinstance(python, dict) else str(python or ""),
+        "Python": fp.python_version or "",
         "torch": fp.torch or "",
         "CUDA": fp.torch_cuda or "none",
         "numpy": fp.numpy or "",

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from bench.dockerhost import DockerTls
 from bench.limits import Cpus, GpuCount
+from bench.targets import dockerexposure
 from bench.targets.base import TargetConfig
 from bench.targets.envvars import EnvMap
 from bench.targets.kind import Kind
@@ -62,6 +63,9 @@ class DockerKind(Kind):
         if isinstance(image, dict):
             return f"image {image.get('tag') or image.get('ref')} ({str(image.get('id'))[:19]})"
         return super().built(artefacts)
+
+    def exposure(self, config: Any) -> list[str]:
+        return dockerexposure.warnings(config)
 
     def identity(self, artefacts: Mapping[str, Any]) -> dict[str, Any]:
         image = artefacts.get("image")

@@ -86,6 +86,11 @@ class Kind:
         """The accelerator as shown in the target's name (``vm [tcg]``), when it matters."""
         return artefacts.get("accel_label")
 
+    def exposure(self, config: Any) -> list[str]:
+        """Settings of a validated target that give its workload, or anyone on the network,
+        power over a host: said in the run header and the report (``bench.exposure``)."""
+        return []
+
     def accel_row(self, artefacts: Mapping[str, Any]) -> str:
         """A report's "accel" row: the label, else native (the worker ran on the host's CPU)."""
         return self.accel_label(artefacts) or "native"

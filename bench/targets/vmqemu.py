@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import paramiko
 
-from bench import interrupts, metadata, owner, pagecache
+from bench import interrupts, owner, pagecache
 from bench.build import guest as guest_build
 from bench.build.builder import Builder
 from bench.build.guest import GuestImage
@@ -297,6 +297,7 @@ def _host_hardware() -> dict[str, Any]:
     """The machine QEMU runs on, in the worker's own fingerprint vocabulary: only the hardware
     probes (a whole host fingerprint would also sample the load), GPU names from NVML because
     the controller does not import torch."""
+    from bench.results.model import Fingerprint
     from workloads import fingerprint
 
     found = fingerprint.nvml()
@@ -307,4 +308,4 @@ def _host_hardware() -> dict[str, Any]:
         "memory_bytes": fingerprint.memory_bytes(),
         "gpu_names": gpus,
     }
-    return metadata.hardware(probed)
+    return Fingerprint.model_validate(probed).hardware()
