@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +138,13 @@ def test_bench_refuses_what_the_worker_would_run_only_above_its_bounds() -> None
         assert suite_accepts(over) is None and worker_accepts(over) is not None, name
     huge = {"kind": "data_loading", "samples": 1_000_000, "sample_bytes": 1 << 30}
     assert suite_accepts(huge) is None and worker_accepts(huge) is not None
+
+
+def test_every_kind_has_its_worker_module() -> None:
+    """The worker runs ``workloads/<kind>.py``'s ``run``: a kind declared without one would
+    validate in a suite and fail on every target."""
+    root = Path(spec.__file__).parent
+    for kind in spec.KINDS:
+        module = root / f"{kind}.py"
+        assert module.is_file(), kind
+        assert "\ndef run(" in module.read_text(), kind

@@ -27,12 +27,6 @@ from workloads.spec import Spec, validate
 
 OFF = "samplers switched off in the spec"
 
-KIND_MODULES = {
-    "train_step": "workloads.train_step",
-    "inference": "workloads.inference",
-    "data_loading": "workloads.data_loading",
-}
-
 
 def _context(spec: Spec, emit: Emit, started: float) -> Context:
     """Import torch, seed, pick device and threads: the shared set-up."""
@@ -83,7 +77,7 @@ def execute(spec: Spec, emit: Emit) -> Event:
     ctx: Context | None = None
     try:
         ctx = _context(spec, emit, started)
-        outcome = importlib.import_module(KIND_MODULES[spec.kind]).run(ctx)
+        outcome = importlib.import_module(f"workloads.{spec.kind}").run(ctx)  # one per spec.KINDS
     finally:
         memory.stop()
         gpu = ctx.gpu.stop() if ctx is not None else None

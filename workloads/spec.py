@@ -125,7 +125,8 @@ class Option:
 
 @dataclass(frozen=True)
 class Kind:
-    """A workload kind: what it measures, and its own options (besides ``COMMON``)."""
+    """A workload kind: what it measures, and its own options (besides ``COMMON``). Its code
+    is the module ``workloads/<kind>.py``, whose ``run(ctx)`` the worker calls."""
 
     summary: str
     options: dict[str, Option]
