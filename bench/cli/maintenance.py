@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,9 +12,6 @@ from bench.cli.common import err, line, out, translate
 from bench.cli.run import print_exposure
 from bench.suite import load_suite
 from bench.targets import registry
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 
 @click.command()
@@ -97,29 +93,10 @@ def doctor() -> None:
     GPU persistence mode and clocks. bench run records the same checks for every target (in
     its fingerprint) and warns about each problem before the first cell.
     """
+    from bench.report.environment import checks_table
     from workloads.environment import check_all
 
-    out.print(_checks_table(check_all()))
-
-
-def _checks_table(checks: list[dict[str, Any]]) -> Table:
-    """``bench doctor``'s table. Built here, not in ``bench.report.terminal``: that module
-    loads pandas and scipy (about 0.7 s) for tables of measurements this one does not have."""
-    from rich.table import Table
-
-    table = Table(title="environment checks (this machine)")
-    for column in ("check", "status", "value", "fix"):
-        table.add_column(column, overflow="fold")
-    styles = {"ok": "green", "warn": "yellow", "info": "cyan", "n/a": "dim"}
-    for found in checks:
-        status = found["status"]
-        table.add_row(
-            found["check"],
-            f"[{styles.get(status, '')}]{status}[/]",
-            str(found["value"]),
-            found["fix"] or "",
-        )
-    return table
+    out.print(checks_table(check_all()))
 
 
 @click.command()

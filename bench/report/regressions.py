@@ -136,12 +136,8 @@ def frame(comparison: Comparison) -> pd.DataFrame:
 
 
 def verdict(comparison: Comparison) -> str:
-    """The one-line answer: how many regressions, or that there are none, and the rest."""
-    counts = comparison.counts()
-    found = counts.get(REGRESSION, 0)
-    head = f"{found} regression{'s' if found != 1 else ''}" if found else "no regression"
-    rest = ", ".join(f"{status}: {n}" for status, n in counts.items() if status != REGRESSION)
-    return f"{head} ({rest})" if rest else head
+    """The one-line answer (``Comparison.verdict``)."""
+    return comparison.verdict()
 
 
 def notes(comparison: Comparison) -> list[str]:

@@ -12,7 +12,7 @@ from rich.table import Table
 from bench import stability, stats
 from bench.metrics import KEY_METRICS
 from bench.results import invalid_cells
-from bench.results.model import Manifest, as_manifest
+from bench.results.model import Manifest, as_manifest, logical_cores
 from bench.targets import registry
 from bench.units import fmt
 
@@ -114,8 +114,7 @@ def invalid_table(cells: pd.DataFrame) -> Table | None:
 
 
 def _describe(hw: dict[str, Any]) -> str:
-    cores = hw.get("cores")
-    logical = cores.get("logical") if isinstance(cores, dict) else cores
+    logical = logical_cores(hw.get("cores"))
     memory = hw.get("memory_bytes")
     text = f"{hw.get('cpu_model') or 'unknown CPU'}, {logical or '?'} cores"
     text += f", {memory / 2**30:.0f} GiB" if isinstance(memory, int | float) else ""

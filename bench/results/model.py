@@ -24,6 +24,11 @@ MANIFEST = "manifest.json"
 HARDWARE_KEYS = ("cpu_model", "cores", "memory_bytes", "gpu_names")
 
 
+def logical_cores(cores: Any) -> int | None:
+    """The logical core count of a fingerprint's ``cores`` (early runs stored the count)."""
+    return cores.get("logical") if isinstance(cores, dict) else cores
+
+
 class Record(BaseModel):
     """A part of a manifest: known fields typed, unknown ones kept."""
 
@@ -61,7 +66,7 @@ class Fingerprint(Record):
 
     @property
     def logical_cores(self) -> int | None:
-        return self.cores.get("logical") if isinstance(self.cores, dict) else self.cores
+        return logical_cores(self.cores)
 
     @property
     def python_version(self) -> str | None:
