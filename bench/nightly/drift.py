@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.compare import Key
 from bench.nightly.history import Entry
-
-Key = tuple[str, str, str]  # (target, workload, metric), as compare_runs keys its floors
 
 MIN_RUNS_FOR_DRIFT = 6  # five night-to-night steps: fewer say little about the spread
 DRIFT_WIDTH = 3.0  # robust standard deviations of the log run medians
