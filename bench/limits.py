@@ -33,6 +33,10 @@ MAX_GPUS = 256
 MAX_SIZE = 16 << 40  # 16 TiB of memory
 MAX_RETRIES = 100
 MAX_LR = 1_000.0
+MAX_IMAGE_EDGE = 8_192  # pixels
+MAX_SEQUENCE = 131_072  # tokens
+MAX_LAYERS = 1_024
+MAX_WIDTH = 1 << 20  # hidden size, heads, vocabulary
 
 Seconds = Annotated[float, Field(gt=0, le=DAY_S, allow_inf_nan=False)]
 """A timeout: positive, finite, at most one day."""

@@ -33,6 +33,16 @@ UPPER: dict[str, int | float] = {
     "epochs": limits.MAX_EPOCHS,
     "warmup_batches": limits.MAX_ITERATIONS,
     "lr": limits.MAX_LR,
+    "image_size": limits.MAX_IMAGE_EDGE,
+    "seq_len": limits.MAX_SEQUENCE,
+    "prompt_tokens": limits.MAX_SEQUENCE,
+    "new_tokens": limits.MAX_SEQUENCE,
+    "shard_samples": limits.MAX_SAMPLES,
+    "layers": limits.MAX_LAYERS,
+    "hidden": limits.MAX_WIDTH,
+    "heads": limits.MAX_WIDTH,
+    "kv_heads": limits.MAX_WIDTH,
+    "vocab": limits.MAX_WIDTH,
 }
 """The largest value a suite may give each numeric option (the worker itself has no ceiling)."""
 
@@ -42,8 +52,10 @@ CONTROLLER_ONLY = ("name", "timeout_s")
 
 def field_type(name: str, option: spec.Option) -> Any:
     """The pydantic type of an option: the worker's rule plus bench's upper bound."""
-    if option.choices:
-        annotation: Any = Literal[option.choices]
+    if option.fields is not None:
+        annotation: Any = _nested(name, option.fields)
+    elif option.choices:
+        annotation = Literal[option.choices]
     elif option.type is bool:
         annotation = bool
     elif name not in UPPER:
@@ -60,6 +72,16 @@ def _fields(options: dict[str, spec.Option]) -> dict[str, Any]:
     return {name: (field_type(name, o), o.default) for name, o in options.items()}
 
 
+def _nested(name: str, options: dict[str, spec.Option]) -> type[BaseModel]:
+    """A nested object option (``dataset``) as its own strict model."""
+    return create_model(
+        name.title().replace("_", ""),
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        __module__=__name__,
+        **_fields(options),
+    )
+
+
 WorkloadBase: type[BaseModel] = create_model(
     "WorkloadBase",
     __config__=ConfigDict(extra="forbid", frozen=True),
@@ -71,30 +93,33 @@ WorkloadBase: type[BaseModel] = create_model(
 )
 
 
-def _dataset_fits_and_warmup_leaves_batches(self: Any) -> Any:
-    """The dataset is written to disk before the cell, so its size is bounded; warmup batches
-    are excluded from the statistics, so some must remain (the worker's own rule)."""
-    if self.samples * self.sample_bytes > limits.MAX_DATASET_BYTES:
+def dataset_bytes(workload: dict[str, Any]) -> int:
+    """The most bytes a workload's dataset takes on disk (a JPEG is far smaller than its
+    pixels, so this bounds it from above)."""
+    dataset = workload.get("dataset")
+    if dataset is None:
+        return workload["samples"] * workload["sample_bytes"] if "sample_bytes" in workload else 0
+    if dataset["format"] == "raw":
+        return dataset["samples"] * dataset["sample_bytes"]
+    if dataset["format"] == "tokens":
+        return dataset["samples"] * (dataset["seq_len"] + 1) * 4
+    return dataset["samples"] * dataset["image_size"] ** 2 * 3
+
+
+def _worker_rules(self: Any) -> Any:
+    """The worker's own rules across options (``spec.check_workload``), and the bound on the
+    dataset bench writes to disk before a cell."""
+    workload = self.model_dump()
+    size = dataset_bytes(workload)
+    if size > limits.MAX_DATASET_BYTES:
         raise ValueError(
-            f"samples x sample_bytes is {self.samples * self.sample_bytes} bytes of dataset; "
-            f"at most {limits.MAX_DATASET_BYTES >> 30} GiB"
+            f"the dataset takes up to {size} bytes; at most {limits.MAX_DATASET_BYTES >> 30} GiB"
         )
-    if not spec.warmup_leaves_batches(dict(self)):
-        raise ValueError(
-            f"warmup_batches ({self.warmup_batches}) must be less than the number of "
-            f"batches ({spec.total_batches(dict(self))} = ceil(samples / batch_size) x epochs)"
-        )
+    try:
+        spec.check_workload(workload)
+    except spec.SpecError as exc:
+        raise ValueError(str(exc).removeprefix("workload.")) from None
     return self
-
-
-VALIDATORS = {
-    "data_loading": {
-        "_warmup_leaves_batches": model_validator(mode="after")(
-            _dataset_fits_and_warmup_leaves_batches
-        )
-    },
-}
-"""Cross-field checks of a kind, run after its fields are valid."""
 
 
 def _model(kind: str, definition: spec.Kind) -> type[BaseModel]:
@@ -104,7 +129,7 @@ def _model(kind: str, definition: spec.Kind) -> type[BaseModel]:
         __base__=WorkloadBase,
         __doc__=definition.summary,
         __module__=__name__,
-        __validators__=VALIDATORS.get(kind, {}),
+        __validators__={"_worker_rules": model_validator(mode="after")(_worker_rules)},
         kind=(Literal[kind], ...),
         **_fields(definition.options),
     )
@@ -115,4 +140,5 @@ WORKLOAD_KINDS = tuple(MODELS)
 TrainStep = MODELS["train_step"]
 Inference = MODELS["inference"]
 DataLoading = MODELS["data_loading"]
+Generate = MODELS["generate"]
 Workload = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # noqa: UP007

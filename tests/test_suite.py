@@ -69,7 +69,7 @@ def error_of(text: str) -> str:
             "s.yaml:7: workloads[1].kind: unknown kind 'inferense'",
         ),
         ("scenario: offline", "scenario: server", "s.yaml:7: workloads[1].scenario: "),
-        ("model: cnn", "model: resnet50", "s.yaml:6: workloads[0].model: "),
+        ("model: cnn", "model: resnet152", "s.yaml:6: workloads[0].model: "),
         ("repetitions: 2", "repetitions: 0", "s.yaml:2: repetitions: "),
         ("repetitions: 2", "repetitons: 2", "s.yaml:2: repetitons: unknown key"),
         ("name: infer,", "name: train,", "s.yaml:7: workloads[1].name: duplicate name 'train'"),

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from bench import limits, workloadmodels
 from bench.suite import WORKLOAD_KINDS, DataLoading, Inference, TrainStep, Workload
+from bench.workloadmodels import Generate
 from workloads import spec
 
 SUITE = TypeAdapter(Workload)
@@ -34,15 +35,18 @@ def suite_accepts(workload: dict[str, Any]) -> dict[str, Any] | None:
 
 def worker_accepts(workload: dict[str, Any]) -> dict[str, Any] | None:
     """The worker's filled-in workload, or None if it refuses it."""
+    raw: dict[str, Any] = {"workload": {"name": "w", **workload}}
+    if workload.get("location") in spec.LOCATIONS:  # as the runner does: where it staged them
+        raw["assets"] = {"location": workload["location"]}
     try:
-        return spec.validate({"workload": {"name": "w", **workload}}).workload
+        return spec.validate(raw).workload
     except spec.SpecError:
         return None
 
 
 def test_the_suite_has_a_model_for_each_of_the_workers_kinds() -> None:
     assert tuple(spec.KINDS) == WORKLOAD_KINDS
-    for kind, model in zip(spec.KINDS, (TrainStep, Inference, DataLoading), strict=True):
+    for kind, model in zip(spec.KINDS, (TrainStep, Inference, Generate, DataLoading), strict=True):
         assert typing.get_args(model.model_fields["kind"].annotation) == (kind,)
         assert model.__doc__ == spec.KINDS[kind].summary
 
@@ -59,14 +63,26 @@ def test_every_option_is_a_suite_key_with_the_workers_default_and_choices(kind: 
         default = fields[name].default
         assert (type(default), default) == (type(option.default), option.default), name
         if option.choices:
-            assert typing.get_args(fields[name].annotation) == option.choices, name
+            annotation = fields[name].annotation
+            if option.optional:
+                annotation, none = typing.get_args(annotation)
+                assert none is type(None), name
+            assert typing.get_args(annotation) == option.choices, name
+
+
+def every_option(options: dict[str, spec.Option]) -> dict[str, spec.Option]:
+    """``options`` and the options of the objects among them, flattened by name."""
+    out = {}
+    for name, option in options.items():
+        out.update(every_option(option.fields) if option.fields else {name: option})
+    return out
 
 
 def test_every_number_has_a_bench_bound_and_no_bound_is_stale() -> None:
     numbers = {
         name
         for kind in spec.KINDS
-        for name, option in spec.options(kind).items()
+        for name, option in every_option(spec.options(kind)).items()
         if option.type in (int, float) and not option.choices
     }
     assert set(workloadmodels.UPPER) == numbers
@@ -77,7 +93,9 @@ def samples(kind: str) -> list[dict[str, Any]]:
     defaults, some combinations also cross the warmup rule (``samples: 1``)."""
     out: list[dict[str, Any]] = [{"kind": kind}, {"kind": kind, "no_such_option": 1}]
     for name, option in spec.options(kind).items():
-        if option.choices:
+        if option.fields:
+            values = [{}, {"format": "raw"}, {"format": "tokens"}, {"no_such_key": 1}, 1]
+        elif option.choices:
             values = [*option.choices, "no-such-choice", 1]
         elif option.type is bool:
             values = [True, False, 2, "maybe"]
@@ -131,10 +149,16 @@ def test_bench_refuses_what_the_worker_would_run_only_above_its_bounds() -> None
     room = {  # so that only the bound is crossed, not the dataset size or the warmup rule
         "sample_bytes": {"samples": 200},
         "warmup_batches": {"samples": 2 * limits.MAX_ITERATIONS, "batch_size": 1},
+        "image_size": {"model": "resnet18"},
+        "seq_len": {"model": "llama"},
+        **{key: {"model": "llama"} for key in spec.SIZING},
     }
     for name, upper in workloadmodels.UPPER.items():
-        kind = next(k for k in spec.KINDS if name in spec.options(k))
-        over = {"kind": kind, name: upper + 1, **room.get(name, {})}
+        kind = next((k for k in spec.KINDS if name in spec.options(k)), None)
+        if kind is None:  # an option of the dataset object only
+            over = {"kind": "data_loading", "location": "image", "dataset": {name: upper + 1}}
+        else:
+            over = {"kind": kind, name: upper + 1, **room.get(name, {})}
         assert suite_accepts(over) is None and worker_accepts(over) is not None, name
     huge = {"kind": "data_loading", "samples": 1_000_000, "sample_bytes": 1 << 30}
     assert suite_accepts(huge) is None and worker_accepts(huge) is not None

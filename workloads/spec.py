@@ -33,6 +33,7 @@ class Spec:
     seed: int
     progress_every_s: float
     samplers: bool = True  # false only to measure what the samplers themselves cost
+    assets: dict[str, Any] | None = None  # where the checkpoint and dataset are (location set)
 
     @property
     def kind(self) -> str:
@@ -87,6 +88,23 @@ def optional(check: Check) -> Check:
     return wrapped
 
 
+def fill(name: str, raw: Mapping[str, Any], known: Mapping[str, Option]) -> dict[str, Any]:
+    """``raw`` checked against ``known`` with defaults filled in; unknown keys are errors."""
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SpecError(f"unknown option(s) {unknown} in {name}; known: {sorted(known)}")
+    return {key: o.check(f"{name}.{key}", raw.get(key, o.default)) for key, o in known.items()}
+
+
+def nested(fields: Mapping[str, Option]) -> Check:
+    def check(name: str, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{name} must be an object, got {value!r}")
+        return fill(name, value, fields)
+
+    return check
+
+
 @dataclass(frozen=True)
 class Option:
     """One workload option as data: its default and the values the worker accepts.
@@ -103,6 +121,7 @@ class Option:
     ge: int | None = None
     gt: float | None = None
     optional: bool = False
+    fields: dict[str, Option] | None = None  # a nested object's own options (type dict)
 
     def __post_init__(self) -> None:
         self._check()  # an option the worker could not check fails on import, on both sides
@@ -112,6 +131,8 @@ class Option:
         return (optional(self._check()) if self.optional else self._check())(name, value)
 
     def _check(self) -> Check:
+        if self.fields is not None:
+            return nested(self.fields)
         if self.choices:
             return choice(*self.choices)
         if self.type is bool:
@@ -132,7 +153,19 @@ class Kind:
     options: dict[str, Option]
 
 
-MODELS = ("mlp", "cnn", "transformer")
+MODELS = ("mlp", "cnn", "transformer", "resnet18", "resnet50", "bert", "llama")
+VISION = ("cnn", "resnet18", "resnet50")
+LANGUAGE = ("transformer", "bert", "llama")
+PRESETS = {"bert": ("tiny", "base"), "llama": ("tiny", "small", "1b")}
+"""Named sizes of the language models (their tables live in ``workloads/language.py``)."""
+SIZING = ("layers", "hidden", "heads", "kv_heads", "vocab")
+"""Keys that override a llama preset's size."""
+LOCATIONS = ("image", "volume", "tmpfs")
+"""Where a workload's checkpoint and dataset live on the target: in the image (container layer,
+guest disk, a directory), on a volume (bind mount, second virtio disk) or in RAM (tmpfs)."""
+DATASET_FORMATS = ("jpeg", "tar", "raw", "tokens")
+SEQ_LIMIT = {"bert": 512, "transformer": 64}
+"""The longest sequence a model's position table holds (llama's rotary positions have none)."""
 
 COMMON: dict[str, Option] = {
     "device": Option("auto", str, choices=("auto", "cpu", "cuda")),
@@ -140,30 +173,76 @@ COMMON: dict[str, Option] = {
     "threads": Option(None, int, ge=1, optional=True),
 }
 
+DATASET: dict[str, Option] = {
+    "format": Option("jpeg", str, choices=DATASET_FORMATS),
+    "samples": Option(256, int, ge=1),
+    "image_size": Option(64, int, ge=16),
+    "sample_bytes": Option(65536, int, ge=1),
+    "shard_samples": Option(64, int, ge=1),
+    "seq_len": Option(64, int, ge=2),
+    "vocab": Option(1000, int, ge=2),
+}
+"""An on-disk dataset made once by the controller and staged at the workload's location."""
+
+STAGING: dict[str, Option] = {
+    "location": Option(None, str, choices=LOCATIONS, optional=True),
+}
+
+
+def _model_options(models: tuple[str, ...], default: str) -> dict[str, Option]:
+    """What every kind that runs a model takes: which model, its size, how it computes."""
+    return {
+        "model": Option(default, str, choices=models),
+        "preset": Option(None, str, choices=("tiny", "small", "base", "1b"), optional=True),
+        **{key: Option(None, int, ge=1, optional=True) for key in SIZING},
+        "image_size": Option(None, int, ge=16, optional=True),
+        "seq_len": Option(None, int, ge=2, optional=True),
+        "precision": Option("fp32", str, choices=("fp32", "bf16", "fp16")),
+        "compile": Option(False, bool),
+        **STAGING,
+    }
+
+
 KINDS: dict[str, Kind] = {
     "train_step": Kind(
-        "Forward, backward and optimizer step on synthetic data.",
+        "Training steps: batches from a DataLoader, copied to the device, forward, loss, "
+        "backward and optimizer step.",
         {
-            "model": Option("mlp", str, choices=MODELS),
+            **_model_options(MODELS, "mlp"),
             "batch_size": Option(64, int, ge=1),
             "steps": Option(30, int, ge=1),
             "warmup_steps": Option(5, int, ge=0),
-            "optimizer": Option("sgd", str, choices=("sgd", "adam")),
-            "lr": Option(0.01, float, gt=0),
+            "optimizer": Option("adamw", str, choices=("sgd", "adam", "adamw")),
+            "lr": Option(0.001, float, gt=0),
+            "dataset": Option(None, dict, fields=DATASET, optional=True),
+            "num_workers": Option(0, int, ge=0),
+            "pin_memory": Option(True, bool),
         },
     ),
     "inference": Kind(
         "An inference loop: one request at a time, or large batches for throughput.",
         {
-            "model": Option("mlp", str, choices=MODELS),
+            **_model_options(MODELS, "mlp"),
             "scenario": Option("single_stream", str, choices=("single_stream", "offline")),
             "batch_size": Option(1, int, ge=1),
             "requests": Option(200, int, ge=1),
             "warmup_requests": Option(20, int, ge=0),
         },
     ),
+    "generate": Kind(
+        "Text generation with a KV cache: a prompt, then one new token per forward pass.",
+        {
+            **_model_options(("llama",), "llama"),
+            "prompt_tokens": Option(16, int, ge=1),
+            "new_tokens": Option(8, int, ge=1),
+            "batch_size": Option(1, int, ge=1),
+            "requests": Option(4, int, ge=1),
+            "warmup_requests": Option(1, int, ge=0),
+        },
+    ),
     "data_loading": Kind(
-        "A synthetic on-disk dataset read through torch's DataLoader.",
+        "A dataset on disk read through torch's DataLoader: raw bytes, or JPEG files and "
+        "shards decoded and augmented in the loader's worker processes.",
         {
             "samples": Option(2000, int, ge=1),
             "sample_bytes": Option(65536, int, ge=1),
@@ -173,6 +252,9 @@ KINDS: dict[str, Kind] = {
             "warmup_batches": Option(2, int, ge=0),
             "shuffle": Option(True, bool),
             "cold_cache": Option(False, bool),
+            "dataset": Option(None, dict, fields=DATASET, optional=True),
+            "pin_memory": Option(False, bool),
+            **STAGING,
         },
     ),
 }
@@ -202,24 +284,114 @@ def options(kind: str) -> dict[str, Option]:
 
 def total_batches(workload: Mapping[str, Any]) -> int:
     """Batches a data-loading run reads: every epoch, last partial batch kept."""
-    per_epoch = -(-workload["samples"] // workload["batch_size"])
+    samples = (workload.get("dataset") or {}).get("samples", workload["samples"])
+    per_epoch = -(-samples // workload["batch_size"])
     return per_epoch * workload["epochs"]
 
 
 def warmup_leaves_batches(workload: Mapping[str, Any]) -> bool:
     """Whether a data-loading run measures anything: its warmup batches are left out of the
-    statistics, so it must read more batches than that. The controller's suite check calls
-    this too."""
+    statistics, so it must read more batches than that."""
     return workload["warmup_batches"] < total_batches(workload)
 
 
 def _check_data_loading(workload: Mapping[str, Any]) -> None:
     if not warmup_leaves_batches(workload):
-        total = total_batches(workload)
         raise SpecError(
-            f"workload.warmup_batches ({workload['warmup_batches']}) leaves no "
-            f"measured batches: the run reads only {total} batch(es)"
+            f"workload.warmup_batches ({workload['warmup_batches']}) must be less than the "
+            f"number of batches ({total_batches(workload)} = ceil(samples / batch_size) x epochs)"
         )
+    dataset = workload["dataset"]
+    if dataset is not None and dataset["format"] == "tokens":
+        raise SpecError("workload.dataset.format tokens feeds a language model's train_step")
+
+
+def _check_model(workload: Mapping[str, Any]) -> None:
+    """Options that only some models understand: given to another, they would be ignored,
+    and the run would measure something other than what the suite says."""
+    model = workload["model"]
+    preset = workload["preset"]
+    if preset is not None and preset not in PRESETS.get(model, ()):
+        known = list(PRESETS.get(model, ())) or "none"
+        raise SpecError(
+            f"workload.preset {preset!r} is not a size of {model}; its presets: {known}"
+        )
+    sizing = [key for key in SIZING if workload[key] is not None]
+    if sizing and model != "llama":
+        raise SpecError(f"workload.{sizing[0]} sizes a llama model, not {model}")
+    if workload["image_size"] is not None and model not in VISION:
+        raise SpecError(f"workload.image_size applies to {list(VISION)}, not {model}")
+    if workload["seq_len"] is not None and model not in LANGUAGE:
+        raise SpecError(f"workload.seq_len applies to {list(LANGUAGE)}, not {model}")
+    limit = SEQ_LIMIT.get(model)
+    if limit is not None and (workload["seq_len"] or 0) > limit:
+        raise SpecError(f"workload.seq_len {workload['seq_len']} exceeds {model}'s {limit}")
+    if workload["dtype"] != "float32" and workload["precision"] != "fp32":
+        raise SpecError("workload.dtype and workload.precision both set: use precision")
+
+
+def _check_dataset(workload: Mapping[str, Any]) -> None:
+    dataset = workload.get("dataset")
+    if dataset is None:
+        return
+    if workload.get("location") is None:
+        raise SpecError("workload.dataset needs workload.location (image, volume or tmpfs)")
+    model = workload.get("model")
+    if model is None:
+        return
+    wanted = ("jpeg", "tar") if model in VISION else ("tokens",) if model in LANGUAGE else ()
+    if dataset["format"] not in wanted:
+        fits = f"one of {list(wanted)}" if wanted else "none (it trains on synthetic rows)"
+        raise SpecError(
+            f"workload.dataset.format {dataset['format']!r} cannot feed {model}: {fits}"
+        )
+
+
+def check_workload(workload: Mapping[str, Any]) -> None:
+    """Rules across a filled workload's options; the controller's suite check calls this too."""
+    if "model" in workload:
+        _check_model(workload)
+    if workload["kind"] == "data_loading":
+        _check_data_loading(workload)
+    _check_dataset(workload)
+
+
+def extras(workload: Mapping[str, Any]) -> set[str]:
+    """The optional package groups a filled workload needs on its targets: Pillow to decode a
+    JPEG dataset, transformers to build BERT and Llama. The others need torch alone."""
+    needed = set()
+    if (workload.get("dataset") or {}).get("format") in ("jpeg", "tar"):
+        needed.add("pillow")
+    if workload.get("model") in ("bert", "llama"):
+        needed.add("transformers")
+    return needed
+
+
+ASSET = {"path": text, "sha256": text}
+
+
+def _assets(raw: Any) -> dict[str, Any] | None:
+    """Where the controller put the workload's checkpoint and dataset on this target."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.assets must be an object")
+    unknown = sorted(set(raw) - {"checkpoint", "dataset", "stage_to", "location"})
+    if unknown:
+        raise SpecError(f"unknown key(s) {unknown} in spec.assets")
+    out: dict[str, Any] = {
+        "location": choice(*LOCATIONS)("spec.assets.location", raw.get("location")),
+        "stage_to": optional(text)("spec.assets.stage_to", raw.get("stage_to")),
+    }
+    for name in ("checkpoint", "dataset"):
+        entry = raw.get(name)
+        if entry is not None:
+            if not isinstance(entry, Mapping) or set(entry) != set(ASSET):
+                raise SpecError(f"spec.assets.{name} must be an object with path and sha256")
+            out[name] = {
+                k: check(f"spec.assets.{name}.{k}", entry[k]) for k, check in ASSET.items()
+            }
+    return out
 
 
 def validate(raw: Any) -> Spec:
@@ -229,13 +401,17 @@ def validate(raw: Any) -> Spec:
     if "workload" not in raw:
         raise SpecError("spec.workload is missing")
     workload = _workload(raw["workload"])
-    if workload["kind"] == "data_loading":
-        _check_data_loading(workload)
+    check_workload(workload)
+    assets = _assets(raw.get("assets"))
+    if workload.get("location") is not None and assets is None:
+        raise SpecError("workload.location is set but the spec carries no assets")
     seed = integer(0)("spec.seed", raw.get("seed", 0))
     every = raw.get("progress_every_s")
     every = 0.5 if every is None else positive_number("spec.progress_every_s", every)
     samplers = boolean("spec.samplers", raw.get("samplers", True))
-    return Spec(workload=workload, seed=seed, progress_every_s=every, samplers=samplers)
+    return Spec(
+        workload=workload, seed=seed, progress_every_s=every, samplers=samplers, assets=assets
+    )
 
 
 def parse(source: str) -> Spec:
