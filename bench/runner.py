@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bench import exposure, interrupts, metadata, pagecache
+from bench.build import groups
 from bench.build.builder import Builder
 from bench.errors import BenchError, Interrupted, ResultsWriteError, WorkerError
 from bench.plan import Cell, build_plan
@@ -95,7 +96,9 @@ class Runner:
         self.observer = observer or NullObserver()
         self.targets = {t.name: make_target(t) for t in suite.targets}
         self.plan = build_plan(suite)
-        self.builder = Builder(suite.build, note=self.observer.note)
+        self.builder = Builder(
+            suite.build, note=self.observer.note, groups=groups.needed(suite.workloads)
+        )
         self.cancel = interrupts.Cancel()
         self._lock = threading.Lock()
         self._unprepared: dict[str, BenchError] = {}

@@ -9,7 +9,7 @@ run of local targets, or a suite being validated, never loads them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,22 +29,34 @@ def _ignore(message: str) -> None:
 
 
 class Builder:
-    """Matched artefacts for one suite's ``build:`` settings."""
+    """Matched artefacts for one suite's ``build:`` settings and the package groups its
+    workloads need (``bench.build.groups.needed``)."""
 
-    def __init__(self, config: BuildConfig, note: Callable[[str], None] = _ignore) -> None:
+    def __init__(
+        self,
+        config: BuildConfig,
+        note: Callable[[str], None] = _ignore,
+        groups: Collection[str] = (),
+    ) -> None:
         self.config = config
         self.note = note
+        self.groups = frozenset(groups)
         self._wheelhouse: Wheelhouse | None = None
         self._venvs: dict[str, Path] = {}
         self._images: dict[str, BuiltImage] = {}
         self._guest: GuestImage | None = None
         self._lock = threading.RLock()
 
+    def requirements(self) -> str:
+        """The requirement text every built target installs (what the wheelhouse is keyed on,
+        and through it the venv, the image and the guest disk)."""
+        return self.config.requirements_text(self.groups)
+
     def wheelhouse(self) -> Wheelhouse:
         """The wheelhouse of the pinned requirements."""
         with self._lock:
             if self._wheelhouse is None:
-                self._wheelhouse = wheelhouse.ensure(self.config.requirements_text(), self.note)
+                self._wheelhouse = wheelhouse.ensure(self.requirements(), self.note)
             return self._wheelhouse
 
     def venv(self, python: str) -> Path:
@@ -74,8 +86,9 @@ class Builder:
             return self._guest
 
     def record(self) -> dict[str, Any]:
-        """The manifest's ``build`` entry: the wheelhouse used, when one was."""
+        """The manifest's ``build`` entry: the wheelhouse used, when one was, and the package
+        groups installed with the base pins."""
         with self._lock:
             if self._wheelhouse is None:
                 return {}
-            return {"wheelhouse": self._wheelhouse.record()}
+            return {"wheelhouse": self._wheelhouse.record(), "groups": sorted(self.groups)}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bench.build import groups as package_groups
 
 REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 
@@ -24,9 +27,13 @@ class BuildConfig(BaseModel):
         default=None, description="Debian mirror (default: the host's apt source)"
     )
     requirements: Path | None = Field(
-        default=None, description="pinned requirements file (default: bench's own pins)"
+        default=None,
+        description="pinned requirements file (default: bench's own pins); the package groups "
+        "the suite's workloads need (Pillow, transformers) are added to it",
     )
 
-    def requirements_text(self) -> str:
-        """The pinned requirements every built target installs."""
-        return (self.requirements or REQUIREMENTS).read_text()
+    def requirements_text(self, groups: Collection[str] = ()) -> str:
+        """The pinned requirements every built target installs: the base pins (bench's or the
+        suite's file) followed by those of ``groups``; the base text alone when there are none."""
+        base = (self.requirements or REQUIREMENTS).read_text()
+        return package_groups.with_groups(base, groups)

@@ -47,9 +47,15 @@ def python_tag() -> str:
     return f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
 
 
+def key_of(requirements: str) -> str:
+    """The wheelhouse's name in the cache, which every artefact built from it is keyed on: one
+    wheelhouse per distinct requirement text and interpreter."""
+    return cache.digest("wheelhouse-v1", requirements, python_tag())[:16]
+
+
 def ensure(requirements: str, note: Callable[[str], None]) -> Wheelhouse:
     """The wheelhouse for ``requirements``, downloading it when it is not in the cache yet."""
-    key = cache.digest("wheelhouse-v1", requirements, python_tag())[:16]
+    key = key_of(requirements)
     with cache.locked("wheelhouse") as root:
         final = root / "wheelhouse" / key
         if (final / INDEX_FILE).is_file():

@@ -37,11 +37,14 @@ def validate(suite: Path) -> None:
 def build(suite: Path) -> None:
     """Build the matched artefacts SUITE's targets use: the wheelhouse, the bare-metal venv,
     the container image and the VM guest disk. Optional: bench run builds what is missing."""
+    from bench.build import groups
     from bench.build.builder import Builder
 
     spec = load_suite(suite)
     builder = Builder(
-        spec.build, note=lambda m: err.print(f"· {m}", highlight=False, soft_wrap=True)
+        spec.build,
+        note=lambda m: err.print(f"· {m}", highlight=False, soft_wrap=True),
+        groups=groups.needed(spec.workloads),
     )
     wanted = [t for t in spec.targets if t.builds()]
     if not wanted:
@@ -52,7 +55,11 @@ def build(suite: Path) -> None:
         out.print(f"{config.name}: {registry.kind(config.kind).built(made)}", highlight=False)
     wheels = builder.record().get("wheelhouse", {})
     if wheels:
-        out.print(f"wheelhouse: {wheels['path']} ({len(wheels['files'])} wheels)", highlight=False)
+        extra = "".join(f" + {g}" for g in sorted(builder.groups))
+        out.print(
+            f"wheelhouse: {wheels['path']} ({len(wheels['files'])} wheels: base{extra})",
+            highlight=False,
+        )
 
 
 @click.command()
