@@ -3,7 +3,8 @@
 ``python -m workloads run --spec PATH`` (``-`` reads the spec from stdin; ``--spec-json JSON``
 takes it inline) runs one workload and streams events on stdout; exit code 0 on success, 1 on a
 failed run, 2 on an invalid spec. ``python -m workloads fingerprint`` prints a description of
-the host.
+the host. ``python -m workloads assets make --params-json JSON --out DIR`` writes a checkpoint or
+dataset directory (``workloads.assets``) and prints its index.
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     print_parser.add_argument(
         "--no-torch", action="store_true", help="skip torch, numpy and NVML probes"
     )
+    assets = commands.add_parser("assets", help="checkpoints and datasets as asset directories")
+    make = assets.add_subparsers(dest="assets_command", required=True).add_parser(
+        "make", help="write the asset the params describe; print its index"
+    )
+    make.add_argument("--params-json", required=True, help="the asset's params as JSON")
+    make.add_argument("--out", required=True, help="directory to write it into")
     return parser
 
 
@@ -98,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return run(args.spec, args.spec_json)
+    if args.command == "assets":
+        from workloads.assets import cli_make
+
+        return cli_make(args.params_json, args.out)
     return fingerprint(include_torch=not args.no_torch)
 
 
