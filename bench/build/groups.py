@@ -9,9 +9,8 @@ hence every artefact key, is unchanged. Each group's pins live beside the base p
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -29,11 +28,12 @@ def pins_file(group: str) -> Path:
 
 
 def needed(workloads: Iterable[BaseModel]) -> frozenset[str]:
-    """The groups a suite's workloads need on their targets (empty for the quickstart)."""
+    """The groups a suite's workloads need on their targets (empty for the quickstart), by the
+    worker's own rule (``workloads.spec.extras``) applied to each workload's options exactly as
+    the worker is told them (the runner's spec, less the controller's timeout)."""
     found: set[str] = set()
     for workload in workloads:
-        # The options exactly as the worker is told them (the runner's spec, less the timeout).
-        found |= _extras(workload.model_dump(mode="json", exclude={"timeout_s"}))
+        found |= spec.extras(workload.model_dump(mode="json", exclude={"timeout_s"}))
     return frozenset(found)
 
 
@@ -44,16 +44,3 @@ def with_groups(base: str, groups: Collection[str]) -> str:
     parts = [base if not base or base.endswith("\n") else base + "\n"]
     parts += [pins_file(group).read_text() for group in sorted(groups)]
     return "".join(parts)
-
-
-def _extras(workload: Mapping[str, Any]) -> set[str]:
-    """The worker's own rule when ``workloads.spec`` has it, else the same rule stated here."""
-    rule = getattr(spec, "extras", None)
-    if rule is not None:
-        return set(rule(dict(workload)))
-    groups = set()
-    if (workload.get("dataset") or {}).get("format") in ("jpeg", "tar"):
-        groups.add("pillow")
-    if workload.get("model") in ("bert", "llama"):
-        groups.add("transformers")
-    return groups
