@@ -50,8 +50,9 @@ def _metrics(
 def run(ctx: Context) -> Outcome:
     cfg = ctx.workload
     dtype = torch_dtype(cfg["dtype"])
-    model = models.build(cfg["model"], dtype, ctx.device).eval()
-    inputs, _ = models.make_batch(cfg["model"], cfg["batch_size"], dtype, ctx.device)
+    shape = models.options(cfg)
+    model = models.build(cfg["model"], dtype, ctx.device, **shape).eval()
+    inputs, _ = models.make_batch(cfg["model"], cfg["batch_size"], dtype, ctx.device, **shape)
     warmup, requests = cfg["warmup_requests"], cfg["requests"]
     monitor = ctx.monitor(ctx.device)
     ctx.ready(str(ctx.device))
@@ -74,7 +75,7 @@ def run(ctx: Context) -> Outcome:
         info={
             "model": cfg["model"],
             "parameters": models.parameter_count(model),
-            "input_shape": models.input_shape(cfg["model"], cfg["batch_size"]),
+            "input_shape": models.input_shape(cfg["model"], cfg["batch_size"], **shape),
             "batch_size": cfg["batch_size"],
             "scenario": cfg["scenario"],
             "measured_requests": len(loop.measured_times),
