@@ -8,6 +8,7 @@ must not pay for, or may not have, a torch import.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -82,6 +83,18 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process was started, from the kernel's record of its start time
+    (``/proc/self/stat``) and the same machine's boot clock; None where there is no /proc."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime, in ticks
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def metric(value: float, unit: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import platform
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from workloads.common import (
     apply_threads,
     metric,
+    process_age_s,
     seed_everything,
     select_device,
 )
@@ -26,6 +28,23 @@ from workloads.protocol import Emit, Event, discard, make_event, start_event
 from workloads.spec import Spec, validate
 
 OFF = "samplers switched off in the spec"
+
+
+IMPORTED_BEFORE = "torch was already imported in this process (an in-process run)"
+NO_PROC = "the process start time is not readable here (no /proc)"
+
+
+def _import_torch() -> tuple[dict[str, Any], dict[str, str]]:
+    """Import torch; ``startup.import_s`` is the time from the interpreter's start to here."""
+    already = "torch" in sys.modules
+    import torch  # noqa: F401
+
+    age = process_age_s()
+    if already:
+        return {}, {"startup.import_s": IMPORTED_BEFORE}
+    if age is None:
+        return {}, {"startup.import_s": NO_PROC}
+    return {"startup.import_s": metric(age, "s")}, {}
 
 
 def _context(spec: Spec, emit: Emit, started: float) -> Context:
@@ -76,6 +95,7 @@ def execute(spec: Spec, emit: Emit) -> Event:
         memory.start()
     ctx: Context | None = None
     try:
+        imported, not_imported = _import_torch()
         ctx = _context(spec, emit, started)
         outcome = importlib.import_module(f"workloads.{spec.kind}").run(ctx)  # one per spec.KINDS
     finally:
@@ -84,8 +104,8 @@ def execute(spec: Spec, emit: Emit) -> Event:
     assert gpu is not None and ctx is not None
     if ctx.ran_on != str(ctx.device):  # the kind measured on another device (data loading)
         gpu = unavailable(f"workload ran on {ctx.ran_on}")
-    metrics = {**outcome.metrics, **outcome.loop.common_metrics(), **gpu.metrics}
-    absent = {**outcome.absent, **gpu.absent}
+    metrics = {**imported, **outcome.metrics, **outcome.loop.common_metrics(), **gpu.metrics}
+    absent = {**not_imported, **outcome.absent, **gpu.absent}
     if memory.peak is None:
         absent["mem.rss_peak_bytes"] = memory.reason or "not measured"
     else:
