@@ -1,15 +1,18 @@
-"""Input-pipeline throughput: files on disk read through a DataLoader.
+"""Input-pipeline throughput: a dataset on disk read through a DataLoader.
 
-This isolates what training jobs often wait on: opening and reading many
-small files, worker processes, collation. Batches stay in host memory, so
-the figure describes the host's storage and CPU, whatever GPU it has.
+This isolates what training jobs often wait on: opening and reading many files, decoding and
+augmenting in worker processes, handing batches back through shared memory, collation.
+Batches stay in host memory (pinned when asked and an accelerator is present), so the figure
+describes the host's storage, filesystem and CPU, whatever GPU it has.
 
-The dataset is written to a fresh temporary directory from the seed, so
-every host reads identical bytes, and removed when the run ends, failed or
-not. With ``cold_cache`` each file is flushed and dropped from the page
-cache after it is written and after every read, so every epoch reads from
-the storage device rather than from memory. (On a tmpfs there is no device
-and the advice has no effect.)
+With ``dataset`` the data is an asset the controller made once and staged where ``location``
+says (image, volume or tmpfs: ``workloads.assets``), JPEG files or tar shards decoded and
+augmented in the workers, or raw files; its digest is checked after the measured loop, so
+every target is shown to have read the same bytes. Without it, raw files are written to a
+fresh temporary directory from the seed and removed when the run ends, failed or not. With
+``cold_cache`` every file is dropped from the page cache after it is read (and, for the
+temporary files, after it is written), so every epoch reads from the storage device rather
+than from memory; on a tmpfs there is no device and the advice has no effect.
 """
 
 from __future__ import annotations
@@ -17,23 +20,29 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from workloads.assets import AssetError, describe, read_index, stage
 from workloads.common import metric
 from workloads.context import Context, Outcome
+from workloads.datasets import (
+    WithSizes,
+    drop_from_page_cache,
+    explain_loader_error,
+    make_loader,
+    open_dataset,
+    read_range,
+)
 from workloads.loop import run_loop
-from workloads.spec import total_batches
+from workloads.spec import SpecError
 
-
-def drop_from_page_cache(fd: int) -> None:
-    """Ask the kernel to forget the file's cached pages."""
-    if not hasattr(os, "posix_fadvise"):
-        raise OSError("cold_cache needs os.posix_fadvise, missing on this platform")
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+Count = Callable[[Any], tuple[int, int]]  # a batch -> (samples, bytes read)
 
 
 def write_dataset(
@@ -54,21 +63,6 @@ def write_dataset(
     return paths
 
 
-def read_file(path: str, size: int, cold: bool) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        filled = 0
-        while filled < size:
-            count = handle.readinto(view[filled:])
-            if not count:
-                raise OSError(f"{path}: expected {size} bytes, read {filled}")
-            filled += count
-        if cold:
-            drop_from_page_cache(handle.fileno())
-    return buffer
-
-
 class FileDataset(Dataset[torch.Tensor]):
     """Each item is one file's bytes as a uint8 tensor."""
 
@@ -81,98 +75,137 @@ class FileDataset(Dataset[torch.Tensor]):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        data = read_file(self.paths[index], self.sample_bytes, self.cold)
+        data = read_range(self.paths[index], 0, self.sample_bytes, self.cold)
         return torch.frombuffer(data, dtype=torch.uint8)
 
 
-def make_loader(dataset: FileDataset, cfg: dict, seed: int) -> DataLoader:
-    """A DataLoader whose shuffle order follows the seed.
-
-    Workers persist across epochs, as in most training scripts, so later
-    epochs do not pay for process start-up again.
-    """
-    workers = cfg["num_workers"]
-    return DataLoader(
-        dataset,
-        batch_size=cfg["batch_size"],
-        shuffle=cfg["shuffle"],
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def _epochs(loader: DataLoader, epochs: int) -> Iterator[torch.Tensor]:
+def _epochs(loader: DataLoader, epochs: int, startup: list[float]) -> Iterator[Any]:
+    """Every batch of every epoch; ``startup`` gets the time from ``iter(loader)`` (worker
+    processes start here) to the first batch."""
+    started = time.perf_counter()
     for _ in range(epochs):
-        yield from loader
+        for batch in loader:
+            if not startup:
+                startup.append(time.perf_counter() - started)
+            yield batch
 
 
-def make_step(batches: Iterator[torch.Tensor]) -> Callable[[], tuple[int, int]]:
-    """Wait for the next batch; report its samples and bytes."""
-
-    def step() -> tuple[int, int]:
-        batch = next(batches)
-        return batch.shape[0], batch.numel() * batch.element_size()
-
-    return step
+def tensor_count(batch: torch.Tensor) -> tuple[int, int]:
+    """Raw bytes: what was read is what the batch holds."""
+    return batch.shape[0], batch.numel() * batch.element_size()
 
 
-def _measure(ctx: Context, paths: list[str]) -> Outcome:
+def sized_count(batch: list[Any]) -> tuple[int, int]:
+    """A ``WithSizes`` batch: the files' bytes its items read, not the decoded tensors'."""
+    sizes = batch[1]
+    return len(sizes), int(sizes.sum())
+
+
+def _measure(ctx: Context, loader: DataLoader, count: Count) -> tuple[Outcome, float]:
+    """Read every batch of every epoch; the first ``warmup_batches`` are left out."""
     cfg = ctx.workload
-    dataset = FileDataset(paths, cfg["sample_bytes"], cfg["cold_cache"])
-    loader = make_loader(dataset, cfg, ctx.spec.seed)
-    batches = _epochs(loader, cfg["epochs"])
+    startup: list[float] = []
+    batches = _epochs(loader, cfg["epochs"], startup)
     warmup = cfg["warmup_batches"]
-    measured = total_batches(cfg) - warmup
+    measured = len(loader) * cfg["epochs"] - warmup
+    if measured < 1:
+        raise SpecError(f"workload.warmup_batches ({warmup}) leaves no measured batches")
     host = torch.device("cpu")
     monitor = ctx.monitor(host)
     ctx.ready(str(host))
     reporter = ctx.reporter(warmup + measured)
     try:
-        loop = run_loop(make_step(batches), warmup, measured, lambda: None, reporter, monitor)
+        loop = run_loop(
+            lambda: count(next(batches)), warmup, measured, lambda: None, reporter, monitor
+        )
+    except Exception as exc:
+        explained = explain_loader_error(exc)
+        if explained is None:
+            raise
+        raise explained from exc
     finally:
         batches.close()
         del loader  # shuts persistent workers down before the files go
-    samples = sum(count for count, _ in loop.outputs)
+    samples = sum(n for n, _ in loop.outputs)
     size = sum(nbytes for _, nbytes in loop.outputs)
-    return Outcome(
+    outcome = Outcome(
         loop=loop,
         metrics={
             "data.throughput": metric(samples / loop.window_s, "samples/s"),
             "data.bandwidth": metric(size / loop.window_s, "bytes/s"),
         },
-        raw={
-            "batch_time_s": loop.measured_times,
-            "warmup_batch_time_s": loop.warmup_times,
-        },
+        raw={"batch_time_s": loop.measured_times, "warmup_batch_time_s": loop.warmup_times},
         info={},
+    )
+    return outcome, startup[0]
+
+
+def _loader(ctx: Context, dataset: Dataset[Any]) -> DataLoader:
+    cfg = ctx.workload
+    return make_loader(
+        dataset,
+        batch_size=cfg["batch_size"],
+        num_workers=cfg["num_workers"],
+        shuffle=cfg["shuffle"],
+        pin_memory=cfg.get("pin_memory", False),
+        seed=ctx.spec.seed,
     )
 
 
-def run(ctx: Context) -> Outcome:
+def _run_temporary(ctx: Context) -> Outcome:
+    """No dataset asset: raw files written by this worker into a temporary directory."""
     cfg = ctx.workload
     directory = tempfile.mkdtemp(prefix="workloads-data-")
     try:
         paths = write_dataset(
-            directory,
-            cfg["samples"],
-            cfg["sample_bytes"],
-            ctx.spec.seed,
-            cfg["cold_cache"],
+            directory, cfg["samples"], cfg["sample_bytes"], ctx.spec.seed, cfg["cold_cache"]
         )
-        outcome = _measure(ctx, paths)
+        dataset = FileDataset(paths, cfg["sample_bytes"], cfg["cold_cache"])
+        outcome, _ = _measure(ctx, _loader(ctx, dataset), tensor_count)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    outcome.info = _info(cfg, outcome, directory)
+    outcome.info = _info(
+        cfg, outcome, directory, cfg["samples"], cfg["samples"] * cfg["sample_bytes"]
+    )
     return outcome
 
 
-def _info(cfg: dict, outcome: Outcome, directory: str) -> dict:
-    return {
+def _run_asset(ctx: Context) -> Outcome:
+    """The staged dataset asset, checked against the digest the controller recorded."""
+    cfg = ctx.workload
+    spec_assets = getattr(ctx.spec, "assets", None) or {}
+    if not spec_assets.get("dataset"):
+        raise SpecError("workload.dataset needs spec.assets.dataset (bench run stages it)")
+    wanted = {key: spec_assets.get(key) for key in ("dataset", "stage_to", "location")}
+    with stage(wanted) as staged:
+        path = staged.paths["dataset"]
+        params = read_index(path)["params"]
+        if params.get("format") != cfg["dataset"]["format"]:
+            raise SpecError(f"{path} holds a {params.get('format')} dataset, not the workload's")
+        dataset = open_dataset(path, params, output_size=None, train=True, cold=cfg["cold_cache"])
+        outcome, startup_s = _measure(ctx, _loader(ctx, WithSizes(dataset)), sized_count)
+        read = describe(path)  # hashed after the loop, so the loop read what the host had
+    if read["sha256"] != spec_assets["dataset"]["sha256"]:
+        raise AssetError(f"{path}: digest {read['sha256']} is not the controller's")
+    outcome.metrics["data.loader_startup_s"] = metric(startup_s, "s")
+    outcome.info = _info(cfg, outcome, path, len(dataset), read["bytes"])
+    outcome.info["assets"] = {"location": staged.location, "dataset": read}
+    outcome.info["staging_copy_s"] = staged.copy_s
+    return outcome
+
+
+def run(ctx: Context) -> Outcome:
+    if ctx.workload.get("dataset") is None:
+        return _run_temporary(ctx)
+    return _run_asset(ctx)
+
+
+def _info(cfg: dict, outcome: Outcome, directory: str, samples: int, size: int) -> dict:
+    info = {
         "device": "cpu",
-        "samples": cfg["samples"],
+        "samples": samples,
         "sample_bytes": cfg["sample_bytes"],
-        "dataset_bytes": cfg["samples"] * cfg["sample_bytes"],
+        "dataset_bytes": size,
         "batch_size": cfg["batch_size"],
         "num_workers": cfg["num_workers"],
         "epochs": cfg["epochs"],
@@ -184,3 +217,7 @@ def _info(cfg: dict, outcome: Outcome, directory: str) -> dict:
         "measured_samples": sum(count for count, _ in outcome.loop.outputs),
         "warmup_batches": len(outcome.loop.warmup_times),
     }
+    if cfg.get("dataset") is not None:
+        del info["sample_bytes"]  # the dataset's own options say what each sample is
+        info["pin_memory"] = bool(cfg.get("pin_memory")) and torch.cuda.is_available()
+    return info
