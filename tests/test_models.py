@@ -46,7 +46,9 @@ def test_resnet_parameter_counts_are_torchvisions() -> None:
 
 
 def test_bert_base_is_bert_base_uncased_with_a_classifier() -> None:
-    model = build("bert")  # preset null: base
+    meta = torch.device("meta")
+    with meta:  # shapes only: initialising 110 M weights takes seconds
+        model = models.build("bert", F32, meta)  # preset null: base
     encoder = models.parameter_count(model.model.bert)
     assert encoder == 109_482_240  # BertModel of bert-base-uncased, pooler included
     classes = models.num_classes("bert")
@@ -54,9 +56,10 @@ def test_bert_base_is_bert_base_uncased_with_a_classifier() -> None:
 
 
 def test_llama_presets_and_sizing() -> None:
-    with torch.device("meta"):  # shapes only: no memory for a billion weights
-        one_b = models.build("llama", F32, torch.device("meta"), preset="1b")
-        small = models.build("llama", F32, torch.device("meta"), preset="small")
+    meta = torch.device("meta")
+    with meta:  # shapes only: no memory for a billion weights
+        one_b = models.build("llama", F32, meta, preset="1b")
+        small = models.build("llama", F32, meta, preset="small")
     assert models.parameter_count(one_b) == 1_235_814_400  # Llama-3.2-1B, tied embeddings
     assert 50_000_000 < models.parameter_count(small) < 200_000_000
     tiny = build("llama")  # preset null: tiny
