@@ -285,6 +285,13 @@ class StagedAssets:
     copy_s: float | None = None  # None: nothing was copied
     root: str | None = None
 
+    def report(self) -> dict[str, Any]:
+        """``info.assets``: the location, and each asset as read here (hashed again now, after
+        the measurement, so a corrupted copy is caught without slowing what was measured)."""
+        out: dict[str, Any] = {"location": self.location, "copy_s": self.copy_s}
+        out.update({name: describe(path) for name, path in self.paths.items()})
+        return out
+
     def close(self) -> None:
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -51,22 +51,11 @@ class Setup:
         return torch.autocast(device_type=device, dtype=AUTOCAST[self.precision])
 
 
-def sizing(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The model-shaping options of a workload, as ``models.build`` takes them."""
-    overrides = {key: cfg[key] for key in ("layers", "hidden", "heads", "kv_heads", "vocab")}
-    return {
-        "preset": cfg.get("preset"),
-        "image_size": cfg.get("image_size"),
-        "seq_len": cfg.get("seq_len"),
-        "sizing": {k: v for k, v in overrides.items() if v is not None} or None,
-    }
-
-
 def build(ctx: Context, checkpoint: str | None) -> Setup:
     """The workload's model on its device, with weights from ``checkpoint`` when given."""
     cfg = ctx.workload
     dtype = torch_dtype(cfg["dtype"])
-    model = models.build(cfg["model"], dtype, ctx.device, **sizing(cfg))
+    model = models.build(cfg["model"], dtype, ctx.device, **models.options(cfg))
     setup = Setup(model, precision=cfg["precision"])
     setup.info["parameters"] = models.parameter_count(model)
     if checkpoint is None:

@@ -42,7 +42,7 @@ def synthetic(cfg: dict[str, Any]) -> Dataset[Any]:
     """Seeded rows of the model's input shape, made on the CPU (the loader copies them)."""
     rows = cfg["batch_size"] * SYNTHETIC_BATCHES
     inputs, targets = models.make_batch(
-        cfg["model"], rows, torch.float32, torch.device("cpu"), **modelsetup.sizing(cfg)
+        cfg["model"], rows, torch.float32, torch.device("cpu"), **models.options(cfg)
     )
     return TensorDataset(inputs, targets)
 
@@ -107,8 +107,9 @@ def run(ctx: Context) -> Outcome:
 
     cfg = ctx.workload
     with assets.stage(ctx.spec.assets) as place:
-        setup = modelsetup.build(ctx, place.get("checkpoint"))
-        source = staged(place["dataset"], cfg) if "dataset" in place else synthetic(cfg)
+        setup = modelsetup.build(ctx, place.paths.get("checkpoint"))
+        path = place.paths.get("dataset")
+        source = staged(path, cfg) if path else synthetic(cfg)
         pin = cfg["pin_memory"] and ctx.device.type == "cuda"
         loader = datasets.make_loader(
             source,
@@ -125,7 +126,7 @@ def run(ctx: Context) -> Outcome:
             setup, cfg["compile"], trainer.first_compiled_step, ctx
         )
         outcome = _measure(ctx, trainer)
-        outcome.info["assets"] = place.info()
+        outcome.info["assets"] = place.report()
     outcome.metrics.update(setup.metrics)
     outcome.absent.update(setup.absent)
     outcome.info.update(setup.info)
