@@ -23,22 +23,20 @@ JPEG_QUALITY = 90
 
 def _write_checkpoint(params: Mapping[str, Any], out: str) -> list[str]:
     """``model.pt``: the fp32 state dict of the model the params name, seeded."""
-    import inspect
-
     import torch
 
     from workloads import models
 
-    sizes = {key: params[key] for key in ("preset", "image_size", "seq_len")}
-    sizes["sizing"] = dict(params["sizing"]) or None
-    if "preset" not in inspect.signature(models.build).parameters:  # the registry before sizes
-        given = sorted(key for key, value in sizes.items() if value is not None)
-        if given:
-            raise SpecError(f"asset params: this worker's models take no {given}")
-        sizes = {}
+    sizing = dict(params["sizing"]) or None
     torch.manual_seed(params["seed"])
     try:
-        model = models.build(params["model"], torch.float32, torch.device("cpu"), **sizes)
+        model = models.build(
+            params["model"],
+            torch.float32,
+            torch.device("cpu"),
+            preset=params["preset"],
+            sizing=sizing,
+        )
     except ValueError as exc:
         raise SpecError(f"asset params: {exc}") from exc
     torch.save(model.state_dict(), os.path.join(out, "model.pt"))

@@ -46,7 +46,7 @@ FORMAT_KEYS = {  # besides samples: the dataset options that change each format'
     "tokens": ("seq_len", "vocab"),
 }
 MINIMUM = {"image_size": 16, "seq_len": 2, "vocab": 2, "seed": 0}  # 1 for the others
-CHECKPOINT_KEYS = {"kind", "generator", "model", "preset", "image_size", "seq_len", "sizing"}
+CHECKPOINT_KEYS = {"kind", "generator", "model", "preset", "sizing", "seed"}
 CHUNK = 1 << 20
 
 
@@ -62,13 +62,11 @@ def checkpoint_params(workload: Mapping[str, Any], seed: int) -> dict[str, Any] 
     model, or ``location`` null: weights are then random-initialised in memory)."""
     if workload.get("location") is None or workload.get("model") is None:
         return None
-    return {
+    return {  # image_size and seq_len change no weight, so they do not split the cache
         "kind": "checkpoint",
         "generator": GENERATOR,
         "model": workload["model"],
         "preset": workload.get("preset"),
-        "image_size": workload.get("image_size"),
-        "seq_len": workload.get("seq_len"),
         "sizing": {key: workload[key] for key in SIZING if workload.get(key) is not None},
         "seed": seed,
     }
@@ -114,7 +112,7 @@ def check_params(params: Any) -> None:
         raise SpecError(f"asset params: generator must be {GENERATOR!r}")
     kind = params.get("kind")
     if kind == "checkpoint":
-        _check_keys(params, CHECKPOINT_KEYS | {"seed"})
+        _check_keys(params, CHECKPOINT_KEYS)
         if not isinstance(params["model"], str) or not params["model"]:
             raise SpecError("asset params: model must be a model name")
         if params["preset"] is not None and not isinstance(params["preset"], str):
@@ -122,9 +120,6 @@ def check_params(params: Any) -> None:
         sizing = params["sizing"]
         if not isinstance(sizing, Mapping) or set(sizing) - set(SIZING):
             raise SpecError(f"asset params: sizing must be an object with keys from {SIZING}")
-        for key in ("image_size", "seq_len"):
-            if params[key] is not None:
-                _check_int(params, key)
         for key in sizing:
             _check_int(sizing, key)
     elif kind == "dataset":
@@ -284,12 +279,21 @@ class StagedAssets:
     paths: dict[str, str] = field(default_factory=dict)
     copy_s: float | None = None  # None: nothing was copied
     root: str | None = None
+    expected: dict[str, str] = field(default_factory=dict)  # name -> the controller's digest
 
     def report(self) -> dict[str, Any]:
         """``info.assets``: the location, and each asset as read here (hashed again now, after
-        the measurement, so a corrupted copy is caught without slowing what was measured)."""
+        the measurement, so a corrupted copy is caught without slowing what was measured);
+        ``AssetError`` when a digest is not the one the controller recorded."""
         out: dict[str, Any] = {"location": self.location, "copy_s": self.copy_s}
-        out.update({name: describe(path) for name, path in self.paths.items()})
+        for name, path in self.paths.items():
+            out[name] = describe(path)
+            wanted = self.expected.get(name)
+            if wanted is not None and out[name]["sha256"] != wanted:
+                raise AssetError(
+                    f"{path}: {name} digest {out[name]['sha256'][:16]}... is not the "
+                    f"{wanted[:16]}... the controller made"
+                )
         return out
 
     def close(self) -> None:
@@ -311,7 +315,8 @@ def stage(spec_assets: Mapping[str, Any] | None) -> StagedAssets:
         return StagedAssets(None)
     names = [name for name in ("checkpoint", "dataset") if spec_assets.get(name)]
     paths = {name: spec_assets[name]["path"] for name in names}
-    staged = StagedAssets(spec_assets.get("location"), paths)
+    expected = {name: spec_assets[name].get("sha256") for name in names}
+    staged = StagedAssets(spec_assets.get("location"), paths, expected=expected)
     stage_to = spec_assets.get("stage_to")
     if not stage_to:
         return staged

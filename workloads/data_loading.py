@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from workloads.assets import AssetError, describe, read_index, stage
+from workloads.assets import read_index, stage
 from workloads.common import metric
 from workloads.context import Context, Outcome
 from workloads.datasets import (
@@ -184,13 +184,10 @@ def _run_asset(ctx: Context) -> Outcome:
             raise SpecError(f"{path} holds a {params.get('format')} dataset, not the workload's")
         dataset = open_dataset(path, params, output_size=None, train=True, cold=cfg["cold_cache"])
         outcome, startup_s = _measure(ctx, _loader(ctx, WithSizes(dataset)), sized_count)
-        read = describe(path)  # hashed after the loop, so the loop read what the host had
-    if read["sha256"] != spec_assets["dataset"]["sha256"]:
-        raise AssetError(f"{path}: digest {read['sha256']} is not the controller's")
+        assets = staged.report()  # hashed after the loop, so the loop read what the host had
     outcome.metrics["data.loader_startup_s"] = metric(startup_s, "s")
-    outcome.info = _info(cfg, outcome, path, len(dataset), read["bytes"])
-    outcome.info["assets"] = {"location": staged.location, "dataset": read}
-    outcome.info["staging_copy_s"] = staged.copy_s
+    outcome.info = _info(cfg, outcome, path, len(dataset), assets["dataset"]["bytes"])
+    outcome.info["assets"] = assets
     return outcome
 
 

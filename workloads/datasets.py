@@ -32,7 +32,6 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)
-CAUSAL = ("llama",)  # language models trained on next-token targets; the others on a class id
 CLASSES = 10  # class ids of a tokens dataset for a classifier (as many as the image labels)
 
 
@@ -179,8 +178,9 @@ class TokenRows(Dataset[torch.Tensor]):
     """Rows of ``seq_len + 1`` token ids (int64), read through a memory map opened once per
     process."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, vocab: int) -> None:
         self.path = path
+        self.vocab = vocab
         header = np.load(path, mmap_mode="r")
         self.shape = header.shape
         self._rows: np.ndarray | None = None
@@ -258,7 +258,7 @@ def open_dataset(
     if fmt == "raw":
         return RawFiles(_raw_items(path), cold)
     if fmt == "tokens":
-        return TokenRows(os.path.join(path, "tokens.npy"))
+        return TokenRows(os.path.join(path, "tokens.npy"), params["vocab"])
     raise ValueError(f"unknown dataset format {fmt!r}")
 
 
@@ -304,14 +304,17 @@ def class_of_row(row: torch.Tensor) -> tuple[torch.Tensor, int]:
     return row[:-1], int(row[-1]) % CLASSES
 
 
-def for_model(dataset: Any, family: str, model: str | None = None) -> Any:
+def for_model(dataset: Any, family: str, target: str = "class", vocab: int | None = None) -> Any:
     """``dataset`` yielding what a model of ``family`` trains on: images and class ids for
-    vision; for language, token ids with the next-token targets (``model`` llama) or a class
-    id (bert, transformer). Any other pairing is a ``ValueError``."""
+    vision; for language, token ids and either the next-token ids (``target`` "next_token",
+    the decoder's) or a class id. A pairing that cannot train, or token ids beyond the model's
+    ``vocab``, is a ``ValueError``."""
     if family == "vision" and isinstance(dataset, Images):
         return dataset
     if family == "language" and isinstance(dataset, TokenRows):
-        return ForModel(dataset, next_token if model in CAUSAL else class_of_row)
+        if vocab is not None and dataset.vocab > vocab:
+            raise ValueError(f"the dataset's vocab {dataset.vocab} exceeds the model's {vocab}")
+        return ForModel(dataset, next_token if target == "next_token" else class_of_row)
     raise ValueError(f"a {type(dataset).__name__} dataset cannot feed a {family} model")
 
 
