@@ -22,7 +22,6 @@ from workloads import models
 from workloads.common import median, metric, synchronizer, torch_dtype
 from workloads.context import Context, Outcome
 from workloads.loop import run_loop
-from workloads.spec import SpecError
 
 SINGLE_TOKEN = "new_tokens is 1: no token follows the first"
 Forward = Callable[[torch.Tensor, Any], torch.Tensor]
@@ -79,20 +78,18 @@ def _metrics(
 def build(ctx: Context) -> nn.Module:
     """The decoder the workload names, in eval mode on the run's device."""
     cfg = ctx.workload
-    if cfg.get("model", "llama") != "llama":
-        raise SpecError(f"workload.model {cfg['model']!r}: generate runs llama only")
-    dtype = torch_dtype(cfg.get("dtype", "float32"))
-    return models.build("llama", dtype, ctx.device, **models.options(cfg)).eval()
+    dtype = torch_dtype(cfg["dtype"])
+    return models.build(cfg["model"], dtype, ctx.device, **models.options(cfg)).eval()
 
 
 def run(ctx: Context) -> Outcome:
     cfg = ctx.workload
-    batch_size = cfg.get("batch_size", 1)
-    prompt_tokens, new_tokens = cfg.get("prompt_tokens", 16), cfg.get("new_tokens", 8)
-    warmup, requests = cfg.get("warmup_requests", 1), cfg.get("requests", 4)
+    batch_size = cfg["batch_size"]
+    prompt_tokens, new_tokens = cfg["prompt_tokens"], cfg["new_tokens"]
+    warmup, requests = cfg["warmup_requests"], cfg["requests"]
     model = build(ctx)
     options = models.options(cfg)
-    vocab = models.vocab_size("llama", preset=options["preset"], sizing=options["sizing"])
+    vocab = models.vocab_size(cfg["model"], preset=options["preset"], sizing=options["sizing"])
     assert vocab is not None
     prompt = torch.randint(0, vocab, (batch_size, prompt_tokens)).to(ctx.device)
     record: list[list[float]] = []
@@ -120,7 +117,7 @@ def run(ctx: Context) -> Outcome:
             "warmup_request_s": loop.warmup_times,
         },
         info={
-            "model": "llama",
+            "model": cfg["model"],
             "preset": options["preset"],
             "parameters": models.parameter_count(model),
             "batch_size": batch_size,

@@ -129,6 +129,21 @@ class Resolved:
     sizing: Mapping[str, int] | None = None
 
 
+def _refuse_foreign(name: str, given: Mapping[str, Any]) -> None:
+    """A ValueError for an unknown model, or an option given to a model that does not take it."""
+    if name not in NAMES:
+        raise ValueError(f"unknown model {name!r}; known: {list(NAMES)}")
+    takes = {
+        "preset": name in language.MODELS,
+        "image_size": name in VISION,
+        "seq_len": name in LANGUAGE,
+        "sizing": name in language.SIZED,
+    }
+    for key, value in given.items():
+        if value is not None and not takes[key]:
+            raise ValueError(f"model {name} takes no {key} (got {value!r})")
+
+
 def resolve(
     name: str,
     *,
@@ -139,20 +154,9 @@ def resolve(
 ) -> Resolved:
     """Fill in ``name``'s defaults; ValueError for an option the model does not take, so a
     value meant for another model is never silently ignored."""
-    if name not in NAMES:
-        raise ValueError(f"unknown model {name!r}; known: {list(NAMES)}")
     given_sizing = {key: value for key, value in (sizing or {}).items() if value is not None}
-    takes = {
-        "preset": name in language.MODELS,
-        "image_size": name in VISION,
-        "seq_len": name in LANGUAGE,
-        "sizing": name in language.SIZED,
-    }
     given = {"preset": preset, "image_size": image_size, "seq_len": seq_len}
-    given["sizing"] = given_sizing or None
-    for key, value in given.items():
-        if value is not None and not takes[key]:
-            raise ValueError(f"model {name} takes no {key} (got {value!r})")
+    _refuse_foreign(name, {**given, "sizing": given_sizing or None})
     if name in language.MODELS:
         language.sizes(name, preset, given_sizing)  # raises on a bad preset or size
     if image_size is not None and image_size < MIN_IMAGE_SIZE:
