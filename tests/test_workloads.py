@@ -54,8 +54,13 @@ def spec(kind: str, seed: int = 0, **options: Any) -> dict[str, Any]:
 
 def check_metrics(result: dict[str, Any], expected: dict[str, str]) -> None:
     """Exactly the expected worker metrics, each positive with its unit."""
-    metrics = result["metrics"]
+    metrics = dict(result["metrics"])
     common = {"cpu.util_pct": "%", "mem.rss_peak_bytes": "bytes"}
+    imported = metrics.pop("startup.import_s", None)  # absent in-process: torch was imported
+    if imported is None:
+        assert "already imported" in result["absent"]["startup.import_s"]
+    else:
+        assert imported["value"] > 0 and imported["unit"] == "s"
     assert set(metrics) == set(expected) | set(common) | {"cpu.user_pct", "cpu.sys_pct"}
     for name, unit in {**expected, **common}.items():
         assert metrics[name]["unit"] == unit, name
@@ -70,7 +75,7 @@ def check_metrics(result: dict[str, Any], expected: dict[str, str]) -> None:
 
 # --- train_step -----------------------------------------------------------------------------
 
-TRAIN = {"train.throughput": "samples/s", "train.step_time_s": "s"}
+TRAIN = {"train.throughput": "samples/s", "train.step_time_s": "s", "train.data_wait_s": "s"}
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", "transformer"])
