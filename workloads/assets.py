@@ -25,26 +25,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workloads.assetid import (  # noqa: F401 (the params live there; callers find them here)
+    DATASET_DEFAULTS,
+    FORMAT_KEYS,
+    GENERATOR,
+    INDEX,
+    SIZING,
+    checkpoint_params,
+    dataset_params,
+)
 from workloads.spec import SpecError
 
-GENERATOR = "bench-assets/1"
-"""Changes whenever a layout or a generator's bytes change, so such a change changes the key."""
-INDEX = "asset.json"
-SIZING = ("layers", "hidden", "heads", "kv_heads", "vocab")
-DATASET_DEFAULTS = {
-    "samples": 256,
-    "image_size": 64,
-    "sample_bytes": 65536,
-    "shard_samples": 64,
-    "seq_len": 64,
-    "vocab": 1000,
-}
-FORMAT_KEYS = {  # besides samples: the dataset options that change each format's bytes
-    "jpeg": ("image_size",),
-    "tar": ("image_size", "shard_samples"),
-    "raw": ("sample_bytes",),
-    "tokens": ("seq_len", "vocab"),
-}
 MINIMUM = {"image_size": 16, "seq_len": 2, "vocab": 2, "seed": 0}  # 1 for the others
 CHECKPOINT_KEYS = {"kind", "generator", "model", "preset", "sizing", "seed"}
 CHUNK = 1 << 20
@@ -54,42 +45,7 @@ class AssetError(RuntimeError):
     """An asset directory is missing, unreadable or differs from its index."""
 
 
-# --- what identifies an asset ------------------------------------------------------------------
-
-
-def checkpoint_params(workload: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
-    """The params of the checkpoint a filled workload loads; None when it loads none (no
-    model, or ``location`` null: weights are then random-initialised in memory)."""
-    if workload.get("location") is None or workload.get("model") is None:
-        return None
-    return {  # image_size and seq_len change no weight, so they do not split the cache
-        "kind": "checkpoint",
-        "generator": GENERATOR,
-        "model": workload["model"],
-        "preset": workload.get("preset"),
-        "sizing": {key: workload[key] for key in SIZING if workload.get(key) is not None},
-        "seed": seed,
-    }
-
-
-def dataset_params(workload: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
-    """The params of the dataset a filled workload reads; None when it reads none. Only the
-    options that change the format's bytes are kept, so an unused one does not split the
-    cache."""
-    dataset = workload.get("dataset")
-    if workload.get("location") is None or dataset is None:
-        return None
-    fmt = dataset.get("format")
-
-    def option(key: str) -> Any:
-        value = dataset.get(key)
-        return DATASET_DEFAULTS[key] if value is None else value
-
-    keys = ("samples", *FORMAT_KEYS.get(fmt, ()))
-    params: dict[str, Any] = {"kind": "dataset", "generator": GENERATOR, "format": fmt}
-    params.update({key: option(key) for key in keys})
-    params["seed"] = seed
-    return params
+# --- what make can make (the params themselves: workloads.assetid) ------------------------------
 
 
 def _check_int(params: Mapping[str, Any], key: str) -> None:
