@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
-from workloads import models
-from workloads.common import median, metric, synchronizer, torch_dtype
+from workloads import assets, models, modelsetup
+from workloads.common import median, metric, synchronizer
 from workloads.context import Context, Outcome
 from workloads.loop import run_loop
 
@@ -75,30 +74,35 @@ def _metrics(
     return metrics, {}
 
 
-def build(ctx: Context) -> nn.Module:
-    """The decoder the workload names, in eval mode on the run's device."""
-    cfg = ctx.workload
-    dtype = torch_dtype(cfg["dtype"])
-    return models.build(cfg["model"], dtype, ctx.device, **models.options(cfg)).eval()
-
-
 def run(ctx: Context) -> Outcome:
+    with assets.stage(ctx.spec.assets) as place:
+        setup = modelsetup.build(ctx, place.paths.get("checkpoint"))
+        return modelsetup.finish(_measure(ctx, setup), setup, place)
+
+
+def _measure(ctx: Context, setup: modelsetup.Setup) -> Outcome:
     cfg = ctx.workload
     batch_size = cfg["batch_size"]
     prompt_tokens, new_tokens = cfg["prompt_tokens"], cfg["new_tokens"]
     warmup, requests = cfg["warmup_requests"], cfg["requests"]
-    model = build(ctx)
+    model = setup.model.eval()
     options = models.options(cfg)
     vocab = models.vocab_size(cfg["model"], preset=options["preset"], sizing=options["sizing"])
     assert vocab is not None
     prompt = torch.randint(0, vocab, (batch_size, prompt_tokens)).to(ctx.device)
     record: list[list[float]] = []
     sync = synchronizer(ctx.device)
-    request = make_request(model, model.new_cache, prompt, new_tokens, sync, record)
-    monitor = ctx.monitor(ctx.device)
-    ctx.ready(str(ctx.device))
-    reporter = ctx.reporter(warmup + requests)
-    with torch.inference_mode():
+    with torch.inference_mode(), setup.autocast():
+        forward = modelsetup.compiled(
+            setup,
+            cfg["compile"],
+            lambda f: make_request(f, model.new_cache, prompt, new_tokens, sync, [])(),
+            ctx,
+        )
+        request = make_request(forward, model.new_cache, prompt, new_tokens, sync, record)
+        monitor = ctx.monitor(ctx.device)
+        ctx.ready(str(ctx.device))
+        reporter = ctx.reporter(warmup + requests)
         loop = run_loop(request, warmup, requests, sync, reporter, monitor)
     warm_ttft, warm_tpot = per_request(record[:warmup])
     ttft, tpot = per_request(record[warmup:])
@@ -119,7 +123,6 @@ def run(ctx: Context) -> Outcome:
         info={
             "model": cfg["model"],
             "preset": options["preset"],
-            "parameters": models.parameter_count(model),
             "batch_size": batch_size,
             "prompt_tokens": prompt_tokens,
             "new_tokens": new_tokens,

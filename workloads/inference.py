@@ -13,9 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
-from workloads import models
+from workloads import assets, models, modelsetup
 from workloads.common import metric, percentile, synchronizer, torch_dtype
 from workloads.context import Context, Outcome
 from workloads.loop import LoopResult, run_loop
@@ -28,7 +27,7 @@ LATENCY_METRICS = {
 OFFLINE_REASON = "offline scenario measures throughput, not per-request latency"
 
 
-def make_step(model: nn.Module, inputs: torch.Tensor) -> Callable[[], None]:
+def make_step(model: Callable[..., Any], inputs: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         model(inputs)
 
@@ -48,18 +47,25 @@ def _metrics(
 
 
 def run(ctx: Context) -> Outcome:
+    with assets.stage(ctx.spec.assets) as place:
+        setup = modelsetup.build(ctx, place.paths.get("checkpoint"))
+        return modelsetup.finish(_measure(ctx, setup), setup, place)
+
+
+def _measure(ctx: Context, setup: modelsetup.Setup) -> Outcome:
     cfg = ctx.workload
     dtype = torch_dtype(cfg["dtype"])
     shape = models.options(cfg)
-    model = models.build(cfg["model"], dtype, ctx.device, **shape).eval()
+    setup.model.eval()
     inputs, _ = models.make_batch(cfg["model"], cfg["batch_size"], dtype, ctx.device, **shape)
     warmup, requests = cfg["warmup_requests"], cfg["requests"]
-    monitor = ctx.monitor(ctx.device)
-    ctx.ready(str(ctx.device))
-    reporter = ctx.reporter(warmup + requests)
-    with torch.inference_mode():
+    with torch.inference_mode(), setup.autocast():
+        forward = modelsetup.compiled(setup, cfg["compile"], lambda f: f(inputs), ctx)
+        monitor = ctx.monitor(ctx.device)
+        ctx.ready(str(ctx.device))
+        reporter = ctx.reporter(warmup + requests)
         loop = run_loop(
-            make_step(model, inputs),
+            make_step(forward, inputs),
             warmup,
             requests,
             synchronizer(ctx.device),
@@ -74,7 +80,6 @@ def run(ctx: Context) -> Outcome:
         raw={"latency_s": loop.measured_times, "warmup_latency_s": loop.warmup_times},
         info={
             "model": cfg["model"],
-            "parameters": models.parameter_count(model),
             "input_shape": models.input_shape(cfg["model"], cfg["batch_size"], **shape),
             "batch_size": cfg["batch_size"],
             "scenario": cfg["scenario"],

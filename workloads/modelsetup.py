@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from workloads import models
+from workloads.assets import StagedAssets
 from workloads.common import metric, synchronizer, torch_dtype
-from workloads.context import Context
+from workloads.context import Context, Outcome
 
 CHECKPOINT_FILE = "model.pt"
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -102,3 +103,12 @@ def compiled(
     sync()
     setup.metrics["startup.compile_s"] = metric(time.perf_counter() - started, "s")
     return function
+
+
+def finish(outcome: Outcome, setup: Setup, place: StagedAssets) -> Outcome:
+    """Add what preparing the model cost, and the assets as read here, to a kind's outcome."""
+    outcome.metrics.update(setup.metrics)
+    outcome.absent.update(setup.absent)
+    outcome.info.update(setup.info)
+    outcome.info["assets"] = place.report()
+    return outcome

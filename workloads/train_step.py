@@ -125,12 +125,7 @@ def run(ctx: Context) -> Outcome:
         trainer.forward = modelsetup.compiled(
             setup, cfg["compile"], trainer.first_compiled_step, ctx
         )
-        outcome = _measure(ctx, trainer)
-        outcome.info["assets"] = place.report()
-    outcome.metrics.update(setup.metrics)
-    outcome.absent.update(setup.absent)
-    outcome.info.update(setup.info)
-    return outcome
+        return modelsetup.finish(_measure(ctx, trainer), setup, place)
 
 
 def _measure(ctx: Context, trainer: Trainer) -> Outcome:
