@@ -20,8 +20,8 @@ COLD_FACTOR = 1.5  # first repetition this much worse than the rest's median
 WARMING_FACTOR = 0.85  # last third of iterations this much faster than the first third
 MIN_ITERATIONS = 9  # fewer per-iteration values say nothing about a trend
 TIME_UNITS = {"s"}
-RATE_UNITS = {"samples/s", "queries/s", "bytes/s"}
-RAW_SERIES = ("step_time_s", "latency_s", "batch_time_s")
+RATE_UNITS = {"samples/s", "queries/s", "bytes/s", "tokens/s"}
+RAW_SERIES = ("step_time_s", "latency_s", "batch_time_s", "request_s")
 
 
 def warnings(samples: pd.DataFrame, raw: dict[str, dict[str, Any]] | None = None) -> list[str]:
