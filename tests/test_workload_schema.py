@@ -152,6 +152,14 @@ def test_bench_refuses_what_the_worker_would_run_only_above_its_bounds() -> None
         "image_size": {"model": "resnet18"},
         "seq_len": {"model": "llama"},
         **{key: {"model": "llama"} for key in spec.SIZING},
+        # one head over the whole width, so that the heads still divide the hidden size
+        "hidden": {"model": "llama", "heads": 1, "kv_heads": 1},
+        "heads": {"model": "llama", "hidden": limits.MAX_WIDTH + 1, "kv_heads": 1},
+        "kv_heads": {
+            "model": "llama",
+            "hidden": limits.MAX_WIDTH + 1,
+            "heads": 1 + limits.MAX_WIDTH,
+        },
     }
     for name, upper in workloadmodels.UPPER.items():
         kind = next((k for k in spec.KINDS if name in spec.options(k)), None)

@@ -19,13 +19,15 @@ import torch
 from torch import nn
 
 from workloads import language, resnet
+from workloads.spec import LANGUAGE, SEQ_LIMIT, TRANSFORMER_VOCAB, VISION
+from workloads.spec import MODELS as NAMES
 
 NUM_CLASSES = 10
 MLP_FEATURES = 512
 MLP_HIDDEN = 1024
 IMAGE_SHAPE = (3, 32, 32)
 SEQUENCE_LENGTH = 64
-VOCABULARY = 1000
+VOCABULARY = TRANSFORMER_VOCAB
 D_MODEL = 128
 
 
@@ -100,12 +102,8 @@ def transformer() -> nn.Module:
 
 
 TABULAR = ("mlp",)
-VISION = ("cnn", "resnet18", "resnet50")
-LANGUAGE = ("transformer", "bert", "llama")
-NAMES = ("mlp", "cnn", "transformer", "resnet18", "resnet50", "bert", "llama")
 DEFAULT_IMAGE_SIZE = {"cnn": IMAGE_SHAPE[1], "resnet18": 224, "resnet50": 224}
 DEFAULT_SEQ_LEN = {"transformer": SEQUENCE_LENGTH, "bert": 128, "llama": 64}
-SEQ_LIMIT = {"transformer": SEQUENCE_LENGTH, "bert": language.BERT_MAX_POSITIONS}
 """The longest sequence a model's learned position table holds (llama's rotary ones do not end)."""
 MIN_IMAGE_SIZE = 16  # ResNet's five halvings still leave one pixel
 CLASSES = {

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from workloads import language
 from workloads.options import (
     Kind,
     Option,
@@ -48,15 +49,16 @@ class Spec:
 MODELS = ("mlp", "cnn", "transformer", "resnet18", "resnet50", "bert", "llama")
 VISION = ("cnn", "resnet18", "resnet50")
 LANGUAGE = ("transformer", "bert", "llama")
-PRESETS = {"bert": ("tiny", "base"), "llama": ("tiny", "small", "1b")}
-"""Named sizes of the language models (their tables live in ``workloads/language.py``)."""
-SIZING = ("layers", "hidden", "heads", "kv_heads", "vocab")
+PRESETS = {name: tuple(table) for name, table in language.MODELS.items()}
+"""Named sizes of the language models."""
+SIZING = language.SIZING
 """Keys that override a llama preset's size."""
 LOCATIONS = ("image", "volume", "tmpfs")
 """Where a workload's checkpoint and dataset live on the target: in the image (container layer,
 guest disk, a directory), on a volume (bind mount, second virtio disk) or in RAM (tmpfs)."""
 DATASET_FORMATS = ("jpeg", "tar", "raw", "tokens")
-SEQ_LIMIT = {"bert": 512, "transformer": 64}
+TRANSFORMER_VOCAB = 1000
+SEQ_LIMIT = {"bert": language.BERT_MAX_POSITIONS, "transformer": 64}
 """The longest sequence a model's position table holds (llama's rotary positions have none)."""
 
 COMMON: dict[str, Option] = {
@@ -218,6 +220,12 @@ def _check_model(workload: Mapping[str, Any]) -> None:
     limit = SEQ_LIMIT.get(model)
     if limit is not None and (workload["seq_len"] or 0) > limit:
         raise SpecError(f"workload.seq_len {workload['seq_len']} exceeds {model}'s {limit}")
+    if model in language.MODELS:
+        overrides = {key: workload[key] for key in SIZING}
+        try:
+            language.sizes(model, preset, overrides)
+        except ValueError as exc:
+            raise SpecError(f"workload: {exc}") from None
     if workload["dtype"] != "float32" and workload["precision"] != "fp32":
         raise SpecError("workload.dtype and workload.precision both set: use precision")
 
@@ -237,6 +245,20 @@ def _check_dataset(workload: Mapping[str, Any]) -> None:
         raise SpecError(
             f"workload.dataset.format {dataset['format']!r} cannot feed {model}: {fits}"
         )
+    if dataset["format"] == "tokens" and dataset["vocab"] > model_vocab(workload):
+        raise SpecError(
+            f"workload.dataset.vocab {dataset['vocab']} exceeds {model}'s vocabulary "
+            f"of {model_vocab(workload)} token ids"
+        )
+
+
+def model_vocab(workload: Mapping[str, Any]) -> int:
+    """The token-id range a language model embeds."""
+    model = workload["model"]
+    if model not in language.MODELS:
+        return TRANSFORMER_VOCAB
+    overrides = {key: workload[key] for key in SIZING}
+    return language.sizes(model, workload["preset"], overrides)["vocab"]
 
 
 def check_workload(workload: Mapping[str, Any]) -> None:
