@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bench import exposure, interrupts, metadata, pagecache
+from bench.assets.staging import Staging
 from bench.build import groups
 from bench.build.builder import Builder
 from bench.errors import BenchError, Interrupted, ResultsWriteError, WorkerError
@@ -99,6 +100,7 @@ class Runner:
         self.builder = Builder(
             suite.build, note=self.observer.note, groups=groups.needed(suite.workloads)
         )
+        self.staging = Staging(suite, self.targets, self.plan, note=self.observer.note)
         self.cancel = interrupts.Cancel()
         self._lock = threading.Lock()
         self._unprepared: dict[str, BenchError] = {}
@@ -136,6 +138,8 @@ class Runner:
         self.store.update_manifest(targets=targets, build=self.builder.record())
         self._fingerprints(targets)
         self.store.update_manifest(targets=targets)
+        assets = self.staging.prepare(self.builder, self._unprepared, self.store.run_id)
+        self.store.update_manifest(assets=assets, build=self.builder.record())
         self.observer.run_started(self.plan)
         if parallel_hosts > 1:
             return self._execute_parallel(parallel_hosts)
@@ -288,8 +292,9 @@ class Runner:
         if cell.target in self._unprepared:
             outcome.error = self._unprepared[cell.target]
             return outcome
-        spec = _spec(workload, self.suite.seed + cell.repetition)
         try:
+            spec = _spec(workload, self.suite.seed + cell.repetition)
+            spec = self.staging.spec(spec, cell.target, cell.workload)
             with target.deploy(spec, self.store.run_id) as deployment:
                 outcome.clock.mark("provision")
                 self.observer.cell_phase(cell, "provisioned")

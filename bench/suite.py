@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bench import limits
+from bench.assets import rules
 from bench.build.config import BuildConfig
 from bench.errors import SuiteError
 from bench.limits import Count
@@ -153,6 +154,10 @@ def _check_consistency(suite: Suite, locator: _Locator) -> None:
         raise locator.at(("targets", baselines[1], "baseline"), "only one target can be baseline")
     if suite.overhead and not baselines:
         raise locator.at(("overhead",), "overhead: true needs one target marked baseline: true")
+    for index, message, hint in rules.problems(suite.targets, suite.workloads):
+        error = locator.at(("workloads", index, "location"), message)
+        error.hint = hint
+        raise error
 
 
 class _Locator:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from bench.names import Name
 
 if TYPE_CHECKING:
+    from bench.assets.model import AssetSet, Staged
     from bench.build.builder import Builder
 
 
@@ -93,6 +94,13 @@ class Target(Protocol):
     def drop_caches(self) -> str | None:
         """Drop the page cache where the next deployment reads its files (``cache: cold``);
         None when done, else why it could not be."""
+        ...
+
+    def stage(self, assets: AssetSet, run_id: str) -> Staged:
+        """Put a workload's assets where this target's workers read them at the suite's
+        location, once per run and off every clock (``bench.assets``); returns the cells'
+        ``assets`` as their workers see them. ``deploy`` does what each cell needs on top
+        (a RAM directory, a mount, a copy into a fresh guest) and removes it with the cell."""
         ...
 
     def deploy(self, spec: dict[str, Any], run_id: str) -> AbstractContextManager[Deployment]:

@@ -23,6 +23,8 @@ import docker.errors
 from docker.models.containers import Container
 
 from bench import interrupts, owner, pagecache, state
+from bench.assets import docker as assets_docker
+from bench.assets.model import AssetSet, Staged, cell_assets, key_of
 from bench.build.builder import Builder
 from bench.dockerengine import Engine, connect, translated
 from bench.dockerhost import is_local, resolve_url
@@ -53,6 +55,7 @@ class DockerTarget:
         self._pull_reason = "the image was already present on the engine (warm start)"
         self._info: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._assets: dict[str, assets_docker.ContainerAssets] = {}
 
     @property
     def label(self) -> str:
@@ -138,11 +141,35 @@ class DockerTarget:
             return Measurement("startup.pull_s", "s", value=value)
         return Measurement("startup.pull_s", "s", reason=self._pull_reason)
 
-    def _host_config(self) -> dict[str, Any]:
-        """The target's limits, runtime, devices and mounts, as the engine's HostConfig."""
-        return self.engine.control.api.create_host_config(**dockerspec.host_config(self.config))
+    def stage(self, assets: AssetSet, run_id: str) -> Staged:
+        """A derived image with the assets as a layer (location image, built once and kept),
+        or read-only bind mounts of the cached directories (plus a RAM filesystem for tmpfs)."""
+        if self._image is None:
+            raise TargetError(f"{self.label}: the target was not prepared (no image)")
+        engine = self.engine
+        found, staged = assets_docker.stage(
+            engine.control, self._image, assets, engine.local, self.label
+        )
+        self._assets[assets.key] = found
+        return staged
 
-    def _create(self, run_id: str, command: list[str], root: str) -> Container:
+    def _host_config(self, assets: assets_docker.ContainerAssets | None = None) -> dict[str, Any]:
+        """The target's limits, runtime, devices and mounts (the cell's assets' too), as the
+        engine's HostConfig."""
+        args = dockerspec.host_config(self.config)
+        if assets is not None:
+            args["binds"] = [*args["binds"], *assets.binds]
+            if assets.tmpfs:
+                args["tmpfs"] = dict(assets.tmpfs)
+        return self.engine.control.api.create_host_config(**args)
+
+    def _create(
+        self,
+        run_id: str,
+        command: list[str],
+        root: str,
+        assets: assets_docker.ContainerAssets | None = None,
+    ) -> Container:
         """Create a container (through the low-level API: the high-level one inspects it
         again, a round trip on the start-up clock); ship the worker when the image lacks it."""
         if self._image is None:
@@ -155,11 +182,11 @@ class DockerTarget:
         client = self.engine.control
         try:
             created = client.api.create_container(
-                self._image,
+                assets.image if assets is not None and assets.image else self._image,
                 command,
                 environment=env,
                 labels=labels,
-                host_config=self._host_config(),
+                host_config=self._host_config(assets),
                 detach=True,
             )
         except docker.errors.APIError as exc:
@@ -203,12 +230,16 @@ class DockerTarget:
         """A fresh container for one cell; leaving the context removes it."""
         root = f"/bench-{uuid.uuid4().hex[:12]}"
         command = worker.inline_run_args(self._python, spec)
+        found = cell_assets(spec)
+        assets = self._assets.get(key_of(found)) if found is not None else None
+        if found is not None and assets is None:
+            raise TargetError(f"{self.label}: the cell's assets were never staged")
         container: Container | None = None
         deployment: DockerDeployment | None = None
         try:
             started = time.monotonic()
             with interrupts.deferred():  # a container created is a container tracked
-                container = self._create(run_id, command, root)
+                container = self._create(run_id, command, root, assets)
             deployment = DockerDeployment(container, self.engine, self.label, self.config.memory)
             deployment.attach()
             created = time.monotonic()

@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from bench import interrupts, owner, pagecache, state, workerpack
+from bench.assets.model import AssetSet, Staged, cell_assets, with_stage_to
 from bench.errors import TargetError
 from bench.probes.process import TreeMemorySampler
 from bench.targets import envvars, worker
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from bench.build.builder import Builder
 
 OWNER_MARK = ".bench-owner"
+SHM = "/dev/shm"  # location tmpfs: each cell's copy of its assets goes to a directory here
 
 
 class LocalTargetConfig(TargetConfig):
@@ -136,8 +138,18 @@ class LocalTarget:
         return "localhost"
 
     def cleanup(self, run_id: str) -> None:
-        """Nothing outlives a local deployment: the temp dir needs no more watching."""
+        """Nothing outlives a local deployment: the temp dirs need no more watching."""
         state.current().discard(f"local_tmp:{tempfile.gettempdir()}")
+        state.current().discard(f"local_tmp:{SHM}")
+
+    def stage(self, assets: AssetSet, run_id: str) -> Staged:
+        """The cached asset directories as they are (read-only use); for location tmpfs each
+        cell also gets a fresh directory in /dev/shm to copy them to (named in the
+        invocation's record, for ``bench gc``)."""
+        if assets.location == "tmpfs":
+            state.current().add(f"local_tmp:{SHM}", "local_tmp", root=SHM)
+        paths = {a.kind: str(a.path) for a in assets.assets}
+        return Staged(assets.spec(paths), {"paths": paths})
 
     def _record_tmp(self) -> None:
         """Name the temp dir in the invocation's record (written once: off the cells' clocks
@@ -176,7 +188,13 @@ class LocalTarget:
         with interrupts.deferred():
             workdir = make_workdir(run_id)
         deployment: LocalDeployment | None = None
+        ram: str | None = None
         try:
+            found = cell_assets(spec)
+            if found is not None and found["location"] == "tmpfs":
+                with interrupts.deferred():
+                    ram = make_workdir(run_id, SHM)
+                spec = with_stage_to(spec, ram)
             with interrupts.deferred():  # a process started is a process tracked
                 deployment = LocalDeployment(self._spawn(workdir), f"target {self.config.name!r}")
             _send_spec(deployment.proc, spec)
@@ -186,6 +204,8 @@ class LocalTarget:
                 if deployment is not None:
                     deployment.close()
                 shutil.rmtree(workdir, ignore_errors=True)
+                if ram is not None:
+                    shutil.rmtree(ram, ignore_errors=True)
 
     def _spawn(self, workdir: str) -> subprocess.Popen[bytes]:
         """The worker process, in its own session so that Ctrl-C reaches the controller only."""
@@ -203,11 +223,12 @@ class LocalTarget:
             raise TargetError(f"target {self.config.name!r}: cannot start worker: {exc}") from None
 
 
-def make_workdir(run_id: str) -> str:
-    """A new private directory for one worker (its cwd and TMPDIR), marked with this
-    invocation's owner token: ``bench gc`` tells from the mark whether its owner still runs."""
+def make_workdir(run_id: str, root: str | None = None) -> str:
+    """A new private directory for one worker (its cwd and TMPDIR, or its RAM copy of the
+    assets in ``root``), marked with this invocation's owner token: ``bench gc`` tells from
+    the mark whether its owner still runs."""
     try:
-        workdir = tempfile.mkdtemp(prefix=f"bench-{run_id}-")
+        workdir = tempfile.mkdtemp(prefix=f"bench-{run_id}-", dir=root)
     except OSError as exc:
         raise TargetError(f"cannot create a worker directory: {exc}") from None
     try:

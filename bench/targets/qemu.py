@@ -61,6 +61,14 @@ class Machine:
     package_disk: Path
     extra_args: tuple[str, ...] = ()
     pin: tuple[int, ...] = ()
+    asset_disk: Path | None = None  # location volume: the assets' ext4 image, read-only
+
+    def _asset_drive(self) -> list[str]:
+        """The third virtio disk (``/dev/vdc`` in the guest) when the cell reads a volume."""
+        if self.asset_disk is None:
+            return []
+        disk = opt_value(str(self.asset_disk))
+        return ["-drive", f"file={disk},format=raw,if=virtio,readonly=on,cache={self.disk_cache}"]
 
     def command(self, directory: Path, port: int, name: str) -> list[str]:
         """The QEMU command line: direct kernel boot, virtio disk and net, console to a file.
@@ -85,6 +93,7 @@ class Machine:
             "-append", append,
             "-drive", f"file={overlay},format=qcow2,if=virtio,cache={self.disk_cache}",
             "-drive", f"file={package},format=raw,if=virtio,readonly=on",
+            *self._asset_drive(),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
             "-device", "virtio-net-pci,netdev=net0",
             *self.extra_args,

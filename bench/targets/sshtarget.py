@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import paramiko
 
 from bench import interrupts, pagecache, state, workerpack
+from bench.assets.model import AssetSet, Staged
+from bench.assets.sshstage import RemoteAssets
 from bench.errors import TargetError, WorkerError
 from bench.targets import envvars, remotedir, worker
 from bench.targets.base import Measurement, bare_metal_overhead
@@ -113,6 +115,7 @@ class SshTarget:
         self._orphans: set[int] = set()  # workers a dropped connection kept us from stopping
         self._owned = remotedir.Owned()  # the remote run directories this target created
         self._suffix = uuid.uuid4().hex[:8]  # this invocation's run directories are its own
+        self._assets = RemoteAssets(self)
 
     @property
     def label(self) -> str:
@@ -145,12 +148,13 @@ class SshTarget:
         another run given the same run id (or started in the same second) never meets it."""
         return posixpath.join(self.config.workdir, f"bench-{run_id}-{self._suffix}")
 
-    def _claim(self, run_id: str) -> None:
-        """Record the run directory before anything can create it, with what ``bench gc``
-        needs to reach it after a SIGKILL (never a password: only that one is needed)."""
+    def _claim(self, run_id: str, path: str | None = None) -> None:
+        """Record the run directory (or another the run makes, ``path``) before anything can
+        create it, with what ``bench gc`` needs to reach it after a SIGKILL (never a password:
+        only that one is needed)."""
         c = self.config
         state.current().add(
-            self._state_key(run_id),
+            self._state_key(run_id, path),
             "remote_dir",
             target=c.name,
             host=c.host,
@@ -162,11 +166,11 @@ class SshTarget:
             host_key=c.host_key,
             timeout_s=c.connect_timeout_s,
             python=c.python,
-            path=self.run_dir(run_id),
+            path=path or self.run_dir(run_id),
         )
 
-    def _state_key(self, run_id: str) -> str:
-        return f"remote:{self.config.host}:{self.config.port}:{self.run_dir(run_id)}"
+    def _state_key(self, run_id: str, path: str | None = None) -> str:
+        return f"remote:{self.config.host}:{self.config.port}:{path or self.run_dir(run_id)}"
 
     def _connect(self) -> paramiko.SSHClient:
         try:
@@ -278,6 +282,11 @@ class SshTarget:
             return f"{self.config.host}: {last[0]} (needs root or passwordless sudo)"
         return None
 
+    def stage(self, assets: AssetSet, run_id: str) -> Staged:
+        """Copy the assets into the run's remote directory now, once per run, off every clock
+        (``bench.assets.sshstage``)."""
+        return self._assets.stage(assets, run_id)
+
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[SshDeployment]:
         """Open a fresh session and start the worker; leaving stops it and removes its files."""
@@ -285,8 +294,10 @@ class SshTarget:
         client = self._session()
         deployment: SshDeployment | None = None
         cell_dir = posixpath.join(self.run_dir(run_id), f"cell-{uuid.uuid4().hex[:12]}")
+        ram: str | None = None  # the cell's /dev/shm directory (location tmpfs)
         try:
             pkg_dir = self._prepare(client, run_id)
+            spec, ram = self._assets.cell(client, run_id, spec)
             command = self._command(pkg_dir, cell_dir, worker.run_args(self.config.python))
             secrets = secret_input(self.config.env)
             channel = start_worker(client, command, spec, self.label, secrets)
@@ -297,7 +308,8 @@ class SshTarget:
                 if deployment is not None and not deployment.stop_worker():
                     self._orphans.add(deployment.pid or 0)
                 with suppress(TargetError):
-                    execute(client, f"rm -rf {q(cell_dir)}", timeout=30)
+                    extra = f" {q(ram)}" if ram else ""
+                    execute(client, f"rm -rf {q(cell_dir)}{extra}", timeout=30)
                 client.close()
 
     def cleanup(self, run_id: str) -> None:
@@ -317,6 +329,7 @@ class SshTarget:
                 status, output = execute(client, f"rm -rf {q(path)}", timeout=60)
                 if status != 0:
                     raise TargetError(f"{self.label}: cannot remove {path}: {output}")
+            self._assets.cleanup(client, run_id)
             state.current().discard(self._state_key(run_id))
         finally:
             client.close()

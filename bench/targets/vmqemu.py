@@ -19,12 +19,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import paramiko
 
 from bench import interrupts, owner, pagecache
+from bench.assets import guest as guest_assets
+from bench.assets.model import AssetSet, Staged, cell_assets, key_of
 from bench.build import guest as guest_build
 from bench.build.builder import Builder
 from bench.build.guest import GuestImage
@@ -128,6 +130,7 @@ class QemuVmTarget:
     def __init__(self, config: QemuVmConfig) -> None:
         self.config = config
         self._prepared: Prepared | None = None
+        self._assets: dict[str, guest_assets.GuestAssets] = {}
 
     @property
     def label(self) -> str:
@@ -192,10 +195,12 @@ class QemuVmTarget:
         return self._prepared
 
     @contextmanager
-    def _booted(self, run_id: str) -> Iterator[tuple[Guest, paramiko.SSHClient, PssSampler]]:
+    def _booted(
+        self, run_id: str, machine: Machine | None = None
+    ) -> Iterator[tuple[Guest, paramiko.SSHClient, PssSampler]]:
         """A guest answering SSH; leaving terminates QEMU and deletes its overlay."""
         prepared = self._ready()
-        vm = Guest(prepared.machine, run_id, self.config.name, self.label)
+        vm = Guest(machine or prepared.machine, run_id, self.config.name, self.label)
         sampler: PssSampler | None = None
         client: paramiko.SSHClient | None = None
         deadline = time.monotonic() + self.config.boot_timeout_s
@@ -251,10 +256,26 @@ class QemuVmTarget:
         pages under ``disk_cache: writeback``, is dropped here."""
         return pagecache.drop_local()
 
+    def stage(self, assets: AssetSet, run_id: str) -> Staged:
+        """Each cell's guest gets the assets (``bench.assets.guest``); location volume makes
+        their ext4 image now, once."""
+        found, staged = guest_assets.stage(assets, self.label)
+        self._assets[assets.key] = found
+        return staged
+
     @contextmanager
     def deploy(self, spec: dict[str, Any], run_id: str) -> Iterator[VmDeployment]:
-        """Boot a pristine guest and start the worker in it; leaving discards the guest."""
-        with self._booted(run_id) as (vm, client, sampler):
+        """Boot a pristine guest, put the cell's assets in it and start the worker; leaving
+        discards the guest."""
+        wanted = cell_assets(spec)
+        found = self._assets.get(key_of(wanted)) if wanted is not None else None
+        if wanted is not None and found is None:
+            raise TargetError(f"{self.label}: the cell's assets were never staged")
+        machine = self._ready().machine
+        if found is not None and found.disk is not None:
+            machine = replace(machine, asset_disk=found.disk)
+        with self._booted(run_id, machine) as (vm, client, sampler):
+            guest_assets.place(client, found, self.label)
             command = worker_command(
                 self.config.env, LIB, CELL_DIR, worker.run_args(guest_build.PYTHON)
             )

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import paramiko
 
 from bench import interrupts, state
+from bench.assets.model import AssetSet, Staged
 from bench.build.builder import Builder
 from bench.errors import TargetError
 from bench.targets import hostcmd
@@ -50,6 +51,11 @@ class StaticVmTarget(SshTarget):
         """Nothing to build; records whether boot is part of ``provision``."""
         boot = "measured: each repetition runs the start command" if self.cycles else NOT_MEASURED
         return {"python": self.config.python, "provisioner": "static", "boot": boot}
+
+    def stage(self, assets: AssetSet, run_id: str) -> Staged:
+        """As for ``kind: ssh``; a VM booted for each repetition gets its copies after each
+        boot (a shutdown loses the run directory)."""
+        return self._assets.stage(assets, run_id, now=not self.cycles)
 
     def _session(self) -> paramiko.SSHClient:
         """With a start command: boot, then wait for SSH; otherwise a plain connection."""
