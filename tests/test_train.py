@@ -128,3 +128,16 @@ def test_compile_time_is_its_own_start_up_phase() -> None:
     result = run_workload({"workload": workload(model="mlp", compile=True), "seed": 0})
     assert result["metrics"]["startup.compile_s"]["value"] > 0
     assert "startup.compile_s" not in result["absent"]
+
+
+def test_llama_trains_on_next_tokens_from_a_staged_token_dataset(tmp_path: Path) -> None:
+    options = workload(
+        model="llama",
+        preset="tiny",
+        seq_len=16,
+        location="volume",
+        dataset={"format": "tokens", "samples": 16, "seq_len": 16},
+    )
+    result = run_workload(staged_spec(tmp_path, options, "volume"))
+    assert result["metrics"]["train.throughput"]["value"] > 0
+    assert result["info"]["assets"]["dataset"]["bytes"] > 16 * 17 * 4

@@ -53,7 +53,8 @@ def staged(path: str, cfg: dict[str, Any]) -> Dataset[Any]:
 
     output = cfg["image_size"] if cfg["model"] != "cnn" else cfg["image_size"] or 32
     dataset = datasets.open_dataset(path, cfg["dataset"], output_size=output, train=True)
-    return datasets.for_model(dataset, models.family(cfg["model"]))
+    name = cfg["model"]
+    return datasets.for_model(dataset, models.family(name), models.target_kind(name))
 
 
 def batches(loader: Any) -> Iterator[Any]:
