@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workloads import language
+from workloads import presets
 from workloads.options import (
     Kind,
     Option,
@@ -49,16 +49,16 @@ class Spec:
 MODELS = ("mlp", "cnn", "transformer", "resnet18", "resnet50", "bert", "llama")
 VISION = ("cnn", "resnet18", "resnet50")
 LANGUAGE = ("transformer", "bert", "llama")
-PRESETS = {name: tuple(table) for name, table in language.MODELS.items()}
+PRESETS = {name: tuple(table) for name, table in presets.MODELS.items()}
 """Named sizes of the language models."""
-SIZING = language.SIZING
+SIZING = presets.SIZING
 """Keys that override a llama preset's size."""
 LOCATIONS = ("image", "volume", "tmpfs")
 """Where a workload's checkpoint and dataset live on the target: in the image (container layer,
 guest disk, a directory), on a volume (bind mount, second virtio disk) or in RAM (tmpfs)."""
 DATASET_FORMATS = ("jpeg", "tar", "raw", "tokens")
 TRANSFORMER_VOCAB = 1000
-SEQ_LIMIT = {"bert": language.BERT_MAX_POSITIONS, "transformer": 64}
+SEQ_LIMIT = {"bert": presets.BERT_MAX_POSITIONS, "transformer": 64}
 """The longest sequence a model's position table holds (llama's rotary positions have none)."""
 
 COMMON: dict[str, Option] = {
@@ -220,10 +220,10 @@ def _check_model(workload: Mapping[str, Any]) -> None:
     limit = SEQ_LIMIT.get(model)
     if limit is not None and (workload["seq_len"] or 0) > limit:
         raise SpecError(f"workload.seq_len {workload['seq_len']} exceeds {model}'s {limit}")
-    if model in language.MODELS:
+    if model in presets.MODELS:
         overrides = {key: workload[key] for key in SIZING}
         try:
-            language.sizes(model, preset, overrides)
+            presets.sizes(model, preset, overrides)
         except ValueError as exc:
             raise SpecError(f"workload: {exc}") from None
     if workload["dtype"] != "float32" and workload["precision"] != "fp32":
@@ -255,10 +255,10 @@ def _check_dataset(workload: Mapping[str, Any]) -> None:
 def model_vocab(workload: Mapping[str, Any]) -> int:
     """The token-id range a language model embeds."""
     model = workload["model"]
-    if model not in language.MODELS:
+    if model not in presets.MODELS:
         return TRANSFORMER_VOCAB
     overrides = {key: workload[key] for key in SIZING}
-    return language.sizes(model, workload["preset"], overrides)["vocab"]
+    return presets.sizes(model, workload["preset"], overrides)["vocab"]
 
 
 def check_workload(workload: Mapping[str, Any]) -> None:
