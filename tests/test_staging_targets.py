@@ -5,13 +5,15 @@ of the run leave nothing behind (no container, remote directory or /dev/shm dire
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from bench.assets import guest as guest_assets
 from bench.assets.staging import Staging
 from bench.build.builder import Builder
 from bench.plan import build_plan
@@ -19,11 +21,16 @@ from bench.results import load_cells, load_manifest
 from bench.suite import parse_suite
 from tests.conftest import bench_cli
 from tests.docker_engine import ensure_engine, labelled
+from tests.sshd import SSHD
 from tests.test_run_e2e import run_dir_of
 from tests.test_vm import VM, _prepared, guest_built, guest_dirs, qemu_pids  # noqa: F401
+from tests.test_vm_static import START, STOP, lines, static_vm, vm  # noqa: F401
 from workloads.assets import fs_type
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server missing"),
+]
 
 RAW = "dataset: {format: raw, samples: 16, sample_bytes: 4096}, batch_size: 4, num_workers: 0"
 WORKLOADS = f"""\
@@ -107,6 +114,9 @@ def test_nothing_is_left_behind(staged_run) -> None:
 
 
 def test_a_guest_reads_the_volume_from_its_second_disk(guest_built) -> None:  # noqa: F811
+    """The worker's own check runs on the other targets; here, to keep to one short boot, a
+    probe beside the starting worker reads the staged disk (the guest's root is ext4 too, so
+    the mount point and read-only-ness say it is the second disk)."""
     suite = parse_suite(f"name: g\nmin_iterations: 1\ntargets:\n  - {VM}\n{WORKLOADS}")
     target = _prepared(VM)
     staging = Staging(suite, {"vm": target}, build_plan(suite))
@@ -114,13 +124,54 @@ def test_a_guest_reads_the_volume_from_its_second_disk(guest_built) -> None:  # 
     disk = recorded["vol"]["targets"]["vm"]["disk"]
     options = suite.workload("vol").model_dump(mode="json", exclude={"timeout_s"})
     spec = staging.spec({"workload": options, "seed": 0}, "vm", "vol")
+    path = spec["assets"]["dataset"]["path"]
+    probe = "import json, sys; from workloads import assets as a; "
+    probe += "print(json.dumps(a.describe(sys.argv[1])))"
     run_id = f"g{uuid.uuid4().hex[:8]}"
-    result: dict = {}
     with target.deploy(spec, run_id) as deployment:
         assert deployment.vm.machine.asset_disk == Path(disk)
-        for event in deployment.events(time.monotonic() + 600):
-            result = event if event.get("event") == "result" else result
-    seen = result["info"]["assets"]["dataset"]
-    assert seen["sha256"] == recorded["vol"]["dataset"]["sha256"]
-    assert seen["path"].startswith("/mnt/bench-assets/") and seen["fs_type"] == "ext4"
+        python = f"PYTHONPATH=/opt/bench/lib /opt/bench/venv/bin/python -c {shlex.quote(probe)}"
+        seen = json.loads(_guest(deployment.client, f"{python} {path}"))
+        written = _guest(deployment.client, f"touch {path}/x 2>&1 || echo refused")
+        mounts = _guest(deployment.client, "cat /proc/mounts")
+    assert seen["sha256"] == recorded["vol"]["dataset"]["sha256"] and seen["fs_type"] == "ext4"
+    assert "Read-only file system" in written and "refused" in written
+    assert f"/dev/vdc {guest_assets.ROOTS['volume']} ext4 ro" in mounts
     assert not qemu_pids(run_id) and not guest_dirs(run_id)
+
+
+def _guest(client, command: str) -> str:
+    _, out, _ = client.exec_command(command, timeout=300)
+    return out.read().decode()
+
+
+def test_a_static_vm_booted_per_repetition_gets_its_assets_after_each_boot(
+    vm,  # noqa: F811 (the fixture imported above)
+    remote_dir,
+    tmp_path,
+) -> None:
+    log, pidfile, start = tmp_path / "power.log", vm.dir / "sshd.pid", tmp_path / "start.sh"
+    config = vm.dir / "sshd_config"
+    start.write_text(
+        START.format(
+            python=sys.executable, host=vm.host, port=vm.port, log=log, sshd=SSHD, config=config
+        )
+    )
+    stop = ["sh", "-c", STOP.format(log=log, pidfile=pidfile)]
+    target = static_vm(vm, remote_dir, start=f"sh {start}", stop=stop, boot_timeout_s=30)
+    ram = {"name": "ram", "kind": "data_loading", "batch_size": 4, "num_workers": 0}
+    ram |= {"location": "tmpfs", "dataset": {"format": "raw", "samples": 16, "sample_bytes": 512}}
+    suite = tmp_path / "suite.yaml"
+    body = {"name": "cycled", "repetitions": 2, "min_iterations": 1}
+    suite.write_text(json.dumps({**body, "targets": [target], "workloads": [ram]}))
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), timeout=300)
+    assert done.returncode == 0, done.stderr
+    run_dir = run_dir_of(done)
+    cells = load_cells(run_dir)
+    digest = load_manifest(run_dir)["assets"]["ram"]["dataset"]["sha256"]
+    for info in cells["info"]:  # the second boot found no copy: it was made again
+        assert info["assets"]["dataset"]["sha256"] == digest
+        assert info["assets"]["dataset"]["path"].startswith("/dev/shm/bench-")
+    assert lines(log) == ["start", "stop"] * 3
+    assert list(remote_dir.iterdir()) == []
+    assert list(Path("/dev/shm").glob(f"bench-{run_dir.name}*")) == []
