@@ -130,6 +130,8 @@ def test_a_guest_reads_the_volume_from_its_second_disk(guest_built) -> None:  # 
     run_id = f"g{uuid.uuid4().hex[:8]}"
     with target.deploy(spec, run_id) as deployment:
         assert deployment.vm.machine.asset_disk == Path(disk)
+        stage = [m for m in deployment.host_measurements() if m.metric == "startup.stage_s"]
+        assert stage[0].value > 0  # the mount, a share of provision
         python = f"PYTHONPATH=/opt/bench/lib /opt/bench/venv/bin/python -c {shlex.quote(probe)}"
         seen = json.loads(_guest(deployment.client, f"{python} {path}"))
         written = _guest(deployment.client, f"touch {path}/x 2>&1 || echo refused")

@@ -9,6 +9,7 @@ overlay and memory. The volume's ext4 image is made once and stays in the cache.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,12 @@ def stage(assets: AssetSet, label: str) -> tuple[GuestAssets, Staged]:
     return GuestAssets(assets, disk), Staged(assets.under(root), {"path": root, "disk": str(disk)})
 
 
-def place(client: paramiko.SSHClient, found: GuestAssets | None, label: str) -> None:
-    """Put the assets where the spec says, in a guest that has just booted."""
+def place(client: paramiko.SSHClient, found: GuestAssets | None, label: str) -> float | None:
+    """Put the assets where the spec says, in a guest that has just booted; the seconds that
+    took (a share of ``provision``: ``startup.stage_s``), None when the cell reads none."""
     if found is None:
-        return
+        return None
+    began = time.monotonic()
     root = ROOTS[found.assets.location]
     if found.disk is not None:
         at = shlex.quote(root)
@@ -56,7 +59,8 @@ def place(client: paramiko.SSHClient, found: GuestAssets | None, label: str) -> 
         if status != 0:
             last = output.strip().splitlines()[-1:] or [f"exit status {status}"]
             raise TargetError(f"{label}: cannot mount the assets disk at {root}: {last[0]}")
-        return
+        return time.monotonic() - began
     remote.make_dirs(client, [root], label)
     for asset in found.assets.assets:
         remote.upload(client, asset, f"{root}/{asset.key}", label)
+    return time.monotonic() - began

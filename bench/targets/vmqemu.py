@@ -70,6 +70,7 @@ class VmDeployment(SshDeployment):
         self.vm = vm
         self.sampler = sampler
         self.worker_peak: float | None = None
+        self.stage_s: float | None = None  # putting the cell's assets into the fresh guest
 
     def events(
         self, deadline: float, cancel: threading.Event | None = None
@@ -105,6 +106,8 @@ class VmDeployment(SshDeployment):
         boot = self.vm.kernel_boot_s()
         reason = None if boot is not None else "the guest console never showed its init start"
         out.append(Measurement("startup.kernel_boot_s", "s", value=boot, reason=reason))
+        if self.stage_s is not None:
+            out.append(Measurement("startup.stage_s", "s", value=self.stage_s))
         return out
 
 
@@ -275,13 +278,15 @@ class QemuVmTarget:
         if found is not None and found.disk is not None:
             machine = replace(machine, asset_disk=found.disk)
         with self._booted(run_id, machine) as (vm, client, sampler):
-            guest_assets.place(client, found, self.label)
+            stage_s = guest_assets.place(client, found, self.label)
             command = worker_command(
                 self.config.env, LIB, CELL_DIR, worker.run_args(guest_build.PYTHON)
             )
             secrets = secret_input(self.config.env)
             channel = start_worker(client, command, spec, self.label, secrets)
-            yield VmDeployment(client, channel, self.label, vm, sampler)
+            deployment = VmDeployment(client, channel, self.label, vm, sampler)
+            deployment.stage_s = stage_s
+            yield deployment
 
     def cleanup(self, run_id: str) -> None:
         """Each guest is removed when its cell ends; this catches any of this invocation's
