@@ -22,6 +22,7 @@ from bench.suite import parse_suite
 from tests.conftest import bench_cli
 from tests.docker_engine import ensure_engine, labelled
 from tests.sshd import SSHD
+from tests.test_interrupts import interrupt, start_bench, wait_until
 from tests.test_run_e2e import run_dir_of
 from tests.test_vm import VM, _prepared, guest_built, guest_dirs, qemu_pids  # noqa: F401
 from tests.test_vm_static import START, STOP, lines, static_vm, vm  # noqa: F401
@@ -177,3 +178,26 @@ def test_a_static_vm_booted_per_repetition_gets_its_assets_after_each_boot(
     assert lines(log) == ["start", "stop"] * 3
     assert list(remote_dir.iterdir()) == []
     assert list(Path("/dev/shm").glob(f"bench-{run_dir.name}*")) == []
+
+
+def test_ctrl_c_removes_every_ram_directory(server, remote_dir, tmp_path) -> None:
+    """Interrupted while a bare-metal and a remote worker read their copies in /dev/shm."""
+    long = {"name": "long", "kind": "data_loading", "batch_size": 4, "num_workers": 0}
+    long |= {"location": "tmpfs", "epochs": 1000, "warmup_batches": 1}
+    long["dataset"] = {"format": "raw", "samples": 64, "sample_bytes": 512}  # minutes
+    ssh = {"name": "remote", "kind": "ssh", "host": server.host, "port": server.port}
+    ssh |= {"key": str(server.client_key), "known_hosts": str(server.known_hosts)}
+    ssh |= {"python": sys.executable, "workdir": str(remote_dir)}
+    suite = tmp_path / "suite.yaml"
+    body = {"name": "ctrlc", "repetitions": 1, "targets": [{"name": "bare", "kind": "local"}]}
+    body["targets"].append(ssh)
+    suite.write_text(json.dumps({**body, "workloads": [long]}))
+    run_id = f"c{uuid.uuid4().hex[:8]}"
+    proc = start_bench(suite, tmp_path / "r", run_id)
+    shm = Path("/dev/shm")
+    copies = (f"bench-{run_id}-*/bench-staged-*", f"bench-{run_id}-*/cell-*/bench-staged-*")
+    wait_until(lambda: all(list(shm.glob(pattern)) for pattern in copies), proc)
+    interrupt(proc)
+    assert proc.returncode == 130
+    assert list(shm.glob(f"bench-{run_id}*")) == []
+    assert list(remote_dir.iterdir()) == []
