@@ -6,7 +6,9 @@ of the run leave nothing behind (no container, remote directory or /dev/shm dire
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -19,7 +21,7 @@ from bench.build.builder import Builder
 from bench.plan import build_plan
 from bench.results import load_cells, load_manifest
 from bench.suite import parse_suite
-from tests.conftest import bench_cli
+from tests.conftest import REPO, bench_cli
 from tests.docker_engine import ensure_engine, labelled
 from tests.sshd import SSHD
 from tests.test_interrupts import interrupt, start_bench, wait_until
@@ -41,6 +43,7 @@ workloads:
   - {{name: ram, kind: data_loading, {RAW}, location: tmpfs}}
   - {{name: bad, kind: data_loading, {RAW}, location: tmpfs, timeout_s: 0.01}}
 """
+SHM = Path("/dev/shm")
 BARE = "{name: bare, kind: local}"
 CONTAINER = "{name: ctr, kind: docker, build: true}"
 
@@ -180,24 +183,59 @@ def test_a_static_vm_booted_per_repetition_gets_its_assets_after_each_boot(
     assert list(Path("/dev/shm").glob(f"bench-{run_dir.name}*")) == []
 
 
-def test_ctrl_c_removes_every_ram_directory(server, remote_dir, tmp_path) -> None:
-    """Interrupted while a bare-metal and a remote worker read their copies in /dev/shm."""
+def _long_suite(path: Path, server, remote_dir: Path) -> Path:
+    """Bare metal and an SSH host, each a worker reading its /dev/shm copy for minutes."""
     long = {"name": "long", "kind": "data_loading", "batch_size": 4, "num_workers": 0}
     long |= {"location": "tmpfs", "epochs": 1000, "warmup_batches": 1}
-    long["dataset"] = {"format": "raw", "samples": 64, "sample_bytes": 512}  # minutes
+    long["dataset"] = {"format": "raw", "samples": 64, "sample_bytes": 512}
     ssh = {"name": "remote", "kind": "ssh", "host": server.host, "port": server.port}
     ssh |= {"key": str(server.client_key), "known_hosts": str(server.known_hosts)}
     ssh |= {"python": sys.executable, "workdir": str(remote_dir)}
-    suite = tmp_path / "suite.yaml"
-    body = {"name": "ctrlc", "repetitions": 1, "targets": [{"name": "bare", "kind": "local"}]}
-    body["targets"].append(ssh)
-    suite.write_text(json.dumps({**body, "workloads": [long]}))
-    run_id = f"c{uuid.uuid4().hex[:8]}"
-    proc = start_bench(suite, tmp_path / "r", run_id)
-    shm = Path("/dev/shm")
+    targets = [{"name": "bare", "kind": "local"}, ssh]
+    path.write_text(
+        json.dumps({"name": "long", "repetitions": 1, "targets": targets, "workloads": [long]})
+    )
+    return path
+
+
+def _wait_for_copies(run_id: str, proc: subprocess.Popen[str]) -> None:
     copies = (f"bench-{run_id}-*/bench-staged-*", f"bench-{run_id}-*/cell-*/bench-staged-*")
-    wait_until(lambda: all(list(shm.glob(pattern)) for pattern in copies), proc)
+    wait_until(lambda: all(list(SHM.glob(pattern)) for pattern in copies), proc)
+
+
+def test_ctrl_c_removes_every_ram_directory(server, remote_dir, tmp_path) -> None:
+    run_id = f"c{uuid.uuid4().hex[:8]}"
+    proc = start_bench(
+        _long_suite(tmp_path / "suite.yaml", server, remote_dir), tmp_path / "r", run_id
+    )
+    _wait_for_copies(run_id, proc)
     interrupt(proc)
     assert proc.returncode == 130
-    assert list(shm.glob(f"bench-{run_id}*")) == []
+    assert list(SHM.glob(f"bench-{run_id}*")) == []
+    assert list(remote_dir.iterdir()) == []
+
+
+def test_gc_removes_the_ram_directories_of_a_killed_run(server, remote_dir, tmp_path) -> None:
+    """The controller is SIGKILLed: the directories stay, recorded; ``bench gc`` finds them
+    (the state directory is private: what other runs recorded is not this test's)."""
+    state = {"BENCH_STATE_DIR": str(tmp_path / "state")}
+    run_id = f"k{uuid.uuid4().hex[:8]}"
+    suite = _long_suite(tmp_path / "suite.yaml", server, remote_dir)
+    command = [sys.executable, "-m", "bench.cli", "run", str(suite), "--results-dir"]
+    command += [str(tmp_path / "r"), "--run-id", run_id, "--parallel-hosts", "2"]
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **state},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_copies(run_id, proc)
+    proc.kill()
+    proc.communicate()
+    assert list(SHM.glob(f"bench-{run_id}*"))  # left behind: only gc can know them now
+    done = bench_cli("gc", env=state)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert list(SHM.glob(f"bench-{run_id}*")) == []
     assert list(remote_dir.iterdir()) == []
