@@ -63,6 +63,9 @@ VOCABULARY: tuple[Metric, ...] = (
     _startup("ready", "deploy request until the worker has imported torch and built its model"),
     _startup("first_step", "deploy request until the first iteration is done (CUDA init too)"),
     _startup("total", "deploy request until the worker finished", key=True),
+    _startup(
+        "stage", "copying the workload's checkpoint and dataset onto the target (in provision)"
+    ),
     _startup("import", "the worker's interpreter start until torch is imported"),
     _startup("load_weights", "reading the checkpoint from the target's filesystem and loading it"),
     _startup("compile", "torch.compile plus the first step through the compiled model"),

@@ -34,16 +34,17 @@ workloads:
 """
 
 EXPECTED = {
-    "train": {"train.throughput", "train.step_time_s"},
+    "train": {"train.throughput", "train.step_time_s", "train.data_wait_s"},
     "infer": {
         "infer.throughput",
         "infer.latency_p50_s",
         "infer.latency_p90_s",
         "infer.latency_p99_s",
     },
-    "load": {"data.throughput", "data.bandwidth"},
+    "load": {"data.throughput", "data.bandwidth", "data.loader_startup_s"},
 }
 COMMON = {
+    "startup.import_s",
     "startup.provision_s",
     "startup.ready_s",
     "startup.first_step_s",

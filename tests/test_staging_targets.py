@@ -19,7 +19,7 @@ from bench.assets import guest as guest_assets
 from bench.assets.staging import Staging
 from bench.build.builder import Builder
 from bench.plan import build_plan
-from bench.results import load_cells, load_manifest
+from bench.results import load, load_cells, load_manifest
 from bench.suite import parse_suite
 from tests.conftest import REPO, bench_cli
 from tests.docker_engine import ensure_engine, labelled
@@ -78,6 +78,20 @@ def test_every_target_reads_the_recorded_bytes(staged_run) -> None:
         for kind in ("checkpoint", "dataset"):
             if kind in recorded[cell.workload]:
                 assert seen[kind]["sha256"] == recorded[cell.workload][kind]["sha256"], cell.slug
+
+
+def test_start_up_phases_and_data_wait_on_every_kind(staged_run) -> None:
+    """The start-up split and the loader's figures are measured on every target kind; what
+    does not apply is absent with its reason."""
+    _, run_dir, _, _ = staged_run
+    samples, cells = load(run_dir), load_cells(run_dir)
+    for target in ("bare", "ctr", "remote"):
+        train = set(samples[(samples.target == target) & (samples.workload == "img")].metric)
+        assert {"startup.import_s", "startup.load_weights_s", "train.data_wait_s"} <= train
+        row = cells[(cells.target == target) & (cells.workload == "img")].iloc[0]
+        assert row["absent"]["startup.compile_s"] == "compile: false"
+        loads = set(samples[(samples.target == target) & (samples.workload == "vol")].metric)
+        assert {"data.loader_startup_s", "startup.import_s"} <= loads
 
 
 def _fs(cells, target: str, workload: str, kind: str = "dataset") -> dict:

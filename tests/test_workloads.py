@@ -154,7 +154,10 @@ def live_children() -> list[int]:
 def test_data_loading_measures_post_warmup_batches(num_workers: int) -> None:
     options = {"samples": 60, "sample_bytes": 1024, "batch_size": 8, "warmup_batches": 2}
     result = run_workload(spec("data_loading", num_workers=num_workers, **options))
-    check_metrics(result, {"data.throughput": "samples/s", "data.bandwidth": "bytes/s"})
+    check_metrics(
+        result,
+        {"data.throughput": "samples/s", "data.bandwidth": "bytes/s", "data.loader_startup_s": "s"},
+    )
     # 60 samples in batches of 8: 7 full batches and one of 4; two full ones are warmup.
     assert len(result["raw"]["batch_time_s"]) == 6
     assert len(result["raw"]["warmup_batch_time_s"]) == 2

@@ -161,9 +161,10 @@ def _run_temporary(ctx: Context) -> Outcome:
             directory, cfg["samples"], cfg["sample_bytes"], ctx.spec.seed, cfg["cold_cache"]
         )
         dataset = FileDataset(paths, cfg["sample_bytes"], cfg["cold_cache"])
-        outcome, _ = _measure(ctx, _loader(ctx, dataset), tensor_count)
+        outcome, startup_s = _measure(ctx, _loader(ctx, dataset), tensor_count)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    outcome.metrics["data.loader_startup_s"] = metric(startup_s, "s")
     outcome.info = _info(
         cfg, outcome, directory, cfg["samples"], cfg["samples"] * cfg["sample_bytes"]
     )
