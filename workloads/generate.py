@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from workloads import assets, models, modelsetup
+from workloads import models, modelsetup
+from workloads.assets import StagedAssets
 from workloads.common import median, metric, synchronizer
 from workloads.context import Context, Outcome
 from workloads.loop import run_loop
@@ -75,12 +76,10 @@ def _metrics(
 
 
 def run(ctx: Context) -> Outcome:
-    with assets.stage(ctx.spec.assets) as place:
-        setup = modelsetup.build(ctx, place.paths.get("checkpoint"))
-        return modelsetup.finish(_measure(ctx, setup), setup, place)
+    return modelsetup.run(ctx, _measure)
 
 
-def _measure(ctx: Context, setup: modelsetup.Setup) -> Outcome:
+def _measure(ctx: Context, setup: modelsetup.Setup, _: StagedAssets) -> Outcome:
     cfg = ctx.workload
     batch_size = cfg["batch_size"]
     prompt_tokens, new_tokens = cfg["prompt_tokens"], cfg["new_tokens"]

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from workloads import assets, models, modelsetup
+from workloads import models, modelsetup
+from workloads.assets import StagedAssets
 from workloads.common import metric, percentile, synchronizer, torch_dtype
 from workloads.context import Context, Outcome
 from workloads.loop import LoopResult, run_loop
@@ -47,12 +48,10 @@ def _metrics(
 
 
 def run(ctx: Context) -> Outcome:
-    with assets.stage(ctx.spec.assets) as place:
-        setup = modelsetup.build(ctx, place.paths.get("checkpoint"))
-        return modelsetup.finish(_measure(ctx, setup), setup, place)
+    return modelsetup.run(ctx, _measure)
 
 
-def _measure(ctx: Context, setup: modelsetup.Setup) -> Outcome:
+def _measure(ctx: Context, setup: modelsetup.Setup, _: StagedAssets) -> Outcome:
     cfg = ctx.workload
     dtype = torch_dtype(cfg["dtype"])
     shape = models.options(cfg)

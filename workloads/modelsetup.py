@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workloads import models
+from workloads import assets, models
 from workloads.assets import StagedAssets
 from workloads.common import metric, synchronizer, torch_dtype
 from workloads.context import Context, Outcome
@@ -103,6 +103,17 @@ def compiled(
     sync()
     setup.metrics["startup.compile_s"] = metric(time.perf_counter() - started, "s")
     return function
+
+
+Measure = Callable[[Context, "Setup", StagedAssets], Outcome]
+
+
+def run(ctx: Context, measure: Measure) -> Outcome:
+    """A model kind's run: stage the assets, build the model (from the checkpoint when there
+    is one), ``measure``, then add what preparing the model cost and the assets as read."""
+    with assets.stage(ctx.spec.assets) as place:
+        setup = build(ctx, place.paths.get("checkpoint"))
+        return finish(measure(ctx, setup, place), setup, place)
 
 
 def finish(outcome: Outcome, setup: Setup, place: StagedAssets) -> Outcome:

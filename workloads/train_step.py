@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from workloads import models, modelsetup
+from workloads.assets import StagedAssets
 from workloads.common import median, metric
 from workloads.context import Context, Outcome
 from workloads.loop import run_loop
@@ -104,29 +105,28 @@ class Trainer:
 
 
 def run(ctx: Context) -> Outcome:
-    from workloads import assets, datasets
+    return modelsetup.run(ctx, _train)
+
+
+def _train(ctx: Context, setup: modelsetup.Setup, place: StagedAssets) -> Outcome:
+    from workloads import datasets
 
     cfg = ctx.workload
-    with assets.stage(ctx.spec.assets) as place:
-        setup = modelsetup.build(ctx, place.paths.get("checkpoint"))
-        path = place.paths.get("dataset")
-        source = staged(path, cfg) if path else synthetic(cfg)
-        pin = cfg["pin_memory"] and ctx.device.type == "cuda"
-        loader = datasets.make_loader(
-            source,
-            batch_size=cfg["batch_size"],
-            num_workers=cfg["num_workers"],
-            shuffle=True,
-            pin_memory=pin,
-            seed=ctx.spec.seed,
-            drop_last=len(source) >= cfg["batch_size"],  # type: ignore[arg-type]
-        )
-        setup.model.train()
-        trainer = Trainer(ctx, setup, loader)
-        trainer.forward = modelsetup.compiled(
-            setup, cfg["compile"], trainer.first_compiled_step, ctx
-        )
-        return modelsetup.finish(_measure(ctx, trainer), setup, place)
+    path = place.paths.get("dataset")
+    source = staged(path, cfg) if path else synthetic(cfg)
+    loader = datasets.make_loader(
+        source,
+        batch_size=cfg["batch_size"],
+        num_workers=cfg["num_workers"],
+        shuffle=True,
+        pin_memory=cfg["pin_memory"] and ctx.device.type == "cuda",
+        seed=ctx.spec.seed,
+        drop_last=len(source) >= cfg["batch_size"],  # type: ignore[arg-type]
+    )
+    setup.model.train()
+    trainer = Trainer(ctx, setup, loader)
+    trainer.forward = modelsetup.compiled(setup, cfg["compile"], trainer.first_compiled_step, ctx)
+    return _measure(ctx, trainer)
 
 
 def _measure(ctx: Context, trainer: Trainer) -> Outcome:

@@ -12,7 +12,6 @@ same way and only the filesystem under them differs (overlay, the host's, tmpfs)
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -22,13 +21,14 @@ import docker.errors
 
 from bench.assets.model import AssetSet, Staged
 from bench.build import cache
+from bench.build.image import run_build
 from bench.dockerengine import translated
 from bench.errors import TargetError
 
 ROOT = "/bench-assets"
 STAGE_TO = "/bench-stage"
 IMAGE_REPO = "bench-assets"
-LABELS = {"bench.artefact": "assets"}
+ARTEFACT = "assets"  # the label bench.artefact of the derived images: cache, kept
 MARGIN = 16 << 20  # a RAM filesystem's room beyond the assets' pages (directories, the index)
 
 
@@ -79,7 +79,7 @@ def derived_image(
         with tempfile.TemporaryFile() as context:
             _write_context(context, base_id, assets)
             context.seek(0)
-            _build(client, context, tag, label)
+            run_build(client, context, tag, _quiet, artefact=ARTEFACT)
         return tag, client.images.get(tag).id
 
 
@@ -94,22 +94,5 @@ def _write_context(out: io.BufferedIOBase, base_id: str, assets: AssetSet) -> No
             tar.add(asset.path, arcname=f"assets/{asset.key}")
 
 
-def _build(client: docker.DockerClient, context: io.BufferedIOBase, tag: str, label: str) -> None:
-    """Run the build; a failing step is one line with the build's last words."""
-    log: list[str] = []
-    stream = client.api.build(
-        fileobj=context,
-        custom_context=True,
-        tag=tag,
-        rm=True,
-        forcerm=True,
-        decode=True,
-        labels=LABELS,
-    )
-    for chunk in stream:
-        if "error" in chunk:
-            detail = " ".join(str(chunk["error"]).split())
-            raise TargetError(f"{label}: building {tag}: {detail}", hint=json.dumps(log[-3:]))
-        text = str(chunk.get("stream", "")).strip()
-        if text and not text.startswith(("Step ", "--->")):
-            log.append(text)
+def _quiet(message: str) -> None:
+    """The derived image's build steps are not relayed (a copy of the assets, seconds)."""

@@ -89,7 +89,7 @@ def ensure(
         with tempfile.TemporaryFile() as context:
             _write_context(context, dockerfile, wheelhouse, pkg)
             context.seek(0)
-            _build(client, context, tag, note)
+            run_build(client, context, tag, note)
         return BuiltImage(tag, client.images.get(tag).id, base_ref, source)
 
 
@@ -150,10 +150,15 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _build(
-    client: docker.DockerClient, context: IO[bytes], tag: str, note: Callable[[str], None]
+def run_build(
+    client: docker.DockerClient,
+    context: IO[bytes],
+    tag: str,
+    note: Callable[[str], None],
+    artefact: str = "image",
 ) -> None:
-    """Run the build, relaying its steps; a failing step is one ``BuildError`` line."""
+    """Build ``context`` (a tar with its Dockerfile) as ``tag``, labelled as bench's
+    ``artefact``, relaying its steps; a failing step is one ``BuildError`` line."""
     log: list[str] = []
     stream = client.api.build(
         fileobj=context,
@@ -162,7 +167,7 @@ def _build(
         rm=True,
         forcerm=True,
         decode=True,
-        labels={"bench.artefact": "image"},
+        labels={"bench.artefact": artefact},
     )
     for chunk in stream:
         if "error" in chunk:
