@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,25 @@ QEMU = "qemu-system-x86_64"
 pytestmark = pytest.mark.skipif(
     shutil.which(QEMU) is None or shutil.which("qemu-img") is None, reason="QEMU missing"
 )
+
+
+@contextmanager
+def devices_set_up(argv: list[str], tmp_path: Path) -> Iterator[subprocess.CompletedProcess[str]]:
+    """Start QEMU from ``argv`` without booting a guest, paused: it returns once its devices
+    are set up (``-daemonize``), so its status says whether it accepted them. Stopped after."""
+    pidfile = tmp_path / "qemu.pid"
+    done = subprocess.run(
+        [*without_boot(argv), "-S", "-daemonize", "-pidfile", str(pidfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        yield done
+    finally:
+        if pidfile.exists():
+            terminate(int(pidfile.read_text()))
 
 
 def without_boot(argv: list[str]) -> list[str]:
@@ -47,17 +68,6 @@ def test_paths_with_commas_reach_qemu_intact(tmp_path: Path) -> None:
     assert drives[1].startswith(f"file={str(package).replace(',', ',,')},format=raw,")
     assert ",," in drives[0] and ",," in drives[1]
 
-    pidfile = tmp_path / "qemu.pid"  # QEMU returns once its devices are set up (-daemonize)
-    done = subprocess.run(
-        [*without_boot(argv), "-S", "-daemonize", "-pidfile", str(pidfile)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    try:
+    with devices_set_up(argv, tmp_path) as done:
         assert done.returncode == 0, done.stderr  # before: "Invalid parameter '1-guest/...'"
         assert (guest / "console.log").exists()  # -serial file: takes its path verbatim
-    finally:
-        if pidfile.exists():
-            terminate(int(pidfile.read_text()))

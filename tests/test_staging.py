@@ -19,10 +19,10 @@ from bench.build.builder import Builder
 from bench.errors import BuildError, SuiteError
 from bench.plan import build_plan
 from bench.suite import parse_suite
-from bench.targets.qemu import Machine, free_port, terminate
+from bench.targets.qemu import Machine, free_port
 from bench.targets.registry import make_target
 from tests.conftest import bench_cli
-from tests.test_qemu_args import QEMU, without_boot
+from tests.test_qemu_args import QEMU, devices_set_up
 
 SUITE = """\
 name: assets
@@ -186,16 +186,5 @@ def test_the_assets_disk_is_a_read_only_third_drive(dataset_set, tmp_path) -> No
     ).command(tmp_path, free_port(), "bench-r1-t")
     drives = [argv[i + 1] for i, word in enumerate(argv) if word == "-drive"]
     assert drives[2] == f"file={image},format=raw,if=virtio,readonly=on,cache=none"
-    pidfile = tmp_path / "qemu.pid"
-    done = subprocess.run(
-        [*without_boot(argv), "-S", "-daemonize", "-pidfile", str(pidfile)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    try:
+    with devices_set_up(argv, tmp_path) as done:
         assert done.returncode == 0, done.stderr  # QEMU opened the image read-only
-    finally:
-        if pidfile.exists():
-            terminate(int(pidfile.read_text()))
