@@ -253,3 +253,31 @@ def test_gc_removes_the_ram_directories_of_a_killed_run(server, remote_dir, tmp_
     assert done.returncode == 0, done.stderr + done.stdout
     assert list(SHM.glob(f"bench-{run_id}*")) == []
     assert list(remote_dir.iterdir()) == []
+
+
+def test_generation_reads_its_checkpoint_on_bare_metal_and_an_ssh_host(
+    server, remote_dir, tmp_path
+) -> None:
+    """The decoder's checkpoint is staged like any other; generation's metrics are measured
+    on both kinds, and what does not apply is absent with its reason."""
+    gen = {"name": "gen", "kind": "generate", "model": "llama", "preset": "tiny"}
+    gen |= {"prompt_tokens": 8, "new_tokens": 4, "requests": 3, "location": "image"}
+    ssh = {"name": "remote", "kind": "ssh", "host": server.host, "port": server.port}
+    ssh |= {"key": str(server.client_key), "known_hosts": str(server.known_hosts)}
+    ssh |= {"python": sys.executable, "workdir": str(remote_dir)}
+    suite = {"name": "gen", "repetitions": 1, "min_iterations": 1, "workloads": [gen]}
+    suite["targets"] = [{"name": "bare", "kind": "local"}, ssh]
+    path = tmp_path / "suite.yaml"
+    path.write_text(json.dumps(suite))
+    done = bench_cli("run", str(path), "--results-dir", str(tmp_path / "r"), timeout=600)
+    assert done.returncode == 0, done.stderr
+    run_dir = run_dir_of(done)
+    samples, cells = load(run_dir), load_cells(run_dir)
+    wanted = {"gen.ttft_s", "gen.tpot_s", "gen.tokens_per_s", "startup.load_weights_s"}
+    recorded = load_manifest(run_dir)["assets"]["gen"]["checkpoint"]["sha256"]
+    for target in ("bare", "remote"):
+        assert wanted <= set(samples[samples.target == target].metric), target
+        row = cells[cells.target == target].iloc[0]
+        assert row["absent"]["startup.compile_s"] == "compile: false"
+        assert row["info"]["assets"]["checkpoint"]["sha256"] == recorded
+    assert list(remote_dir.iterdir()) == []
