@@ -118,7 +118,7 @@ def _worker_rules(self: Any) -> Any:
     try:
         spec.check_workload(workload)
     except spec.SpecError as exc:
-        raise ValueError(str(exc).removeprefix("workload.")) from None
+        raise ValueError(str(exc).replace("workload.", "").removeprefix("workload: ")) from None
     return self
 
 

@@ -43,6 +43,44 @@ def test_quickstart_suite_is_valid() -> None:
     assert {w.kind for w in suite.workloads} == {"train_step", "inference", "data_loading"}
 
 
+REAL = """\
+name: real
+targets:
+  - {name: bare, kind: local}
+workloads:
+  - {name: train-r18, kind: train_step, model: resnet18, image_size: 64, batch_size: 4, steps: 4,
+     warmup_steps: 1, precision: bf16, compile: false, location: image,
+     dataset: {format: jpeg, samples: 64}}
+  - {name: gen, kind: generate, model: llama, preset: tiny, prompt_tokens: 16, new_tokens: 8,
+     batch_size: 1, requests: 4}
+  - {name: load-jpeg, kind: data_loading, dataset: {format: jpeg, samples: 128, image_size: 64},
+     batch_size: 16, num_workers: 2, location: volume}
+"""
+
+
+def test_real_workloads_keep_their_published_spellings() -> None:
+    """Suites written elsewhere use these keys: they must keep validating as they are."""
+    suite = parse_suite(REAL, source="s.yaml")
+    train, gen, load = suite.workloads
+    assert (train.model, train.dataset.format, train.location) == ("resnet18", "jpeg", "image")
+    assert (gen.kind, gen.preset, gen.new_tokens) == ("generate", "tiny", 8)
+    assert (load.dataset.image_size, load.location) == (64, "volume")
+    assert load_suite("suites/realistic.yaml").name == "realistic"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("samples: 64}", "samples: 64, colour: rgb}", "s.yaml:7: workloads[0].dataset.colour: "),
+        ("location: image,", "", "s.yaml:5: workloads[0]: dataset needs location (image, volume or tmpfs)"),
+        ("preset: tiny", "preset: base", "s.yaml:8: workloads[1]: preset 'base' is not a size"),
+        ("image_size: 64, batch", "image_size: 64, seq_len: 8, batch", "seq_len applies to"),
+    ],
+)
+def test_real_workload_mistakes_are_located(old: str, new: str, message: str) -> None:
+    assert message in error_of(REAL.replace(old, new, 1))
+
+
 def error_of(text: str) -> str:
     with pytest.raises(SuiteError) as info:
         parse_suite(text, source="s.yaml")
