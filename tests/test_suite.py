@@ -72,7 +72,7 @@ def test_real_workloads_keep_their_published_spellings() -> None:
     ("old", "new", "message"),
     [
         ("samples: 64}", "samples: 64, colour: rgb}", "s.yaml:7: workloads[0].dataset.colour: "),
-        ("location: image,", "", "s.yaml:5: workloads[0]: dataset needs location (image, volume or tmpfs)"),
+        ("location: image,", "", "s.yaml:5: workloads[0]: dataset needs location (image, volume"),
         ("preset: tiny", "preset: base", "s.yaml:8: workloads[1]: preset 'base' is not a size"),
         ("image_size: 64, batch", "image_size: 64, seq_len: 8, batch", "seq_len applies to"),
     ],
