@@ -59,6 +59,8 @@ def build(ctx: Context, checkpoint: str | None) -> Setup:
     model = models.build(cfg["model"], dtype, ctx.device, **models.options(cfg))
     setup = Setup(model, precision=cfg["precision"])
     setup.info["parameters"] = models.parameter_count(model)
+    setup.info["precision"] = cfg["precision"]
+    setup.info["compiled"] = cfg["compile"]
     if checkpoint is None:
         setup.absent["startup.load_weights_s"] = NO_CHECKPOINT
     else:
