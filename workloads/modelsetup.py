@@ -43,13 +43,13 @@ class Setup:
     absent: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
+    device_type: str = "cpu"
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Mixed precision the way training scripts use it: autocast around the forward."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        device = next(self.model.parameters()).device.type
-        return torch.autocast(device_type=device, dtype=AUTOCAST[self.precision])
+        return torch.autocast(device_type=self.device_type, dtype=AUTOCAST[self.precision])
 
 
 def build(ctx: Context, checkpoint: str | None) -> Setup:
@@ -57,7 +57,7 @@ def build(ctx: Context, checkpoint: str | None) -> Setup:
     cfg = ctx.workload
     dtype = torch_dtype(cfg["dtype"])
     model = models.build(cfg["model"], dtype, ctx.device, **models.options(cfg))
-    setup = Setup(model, precision=cfg["precision"])
+    setup = Setup(model, precision=cfg["precision"], device_type=ctx.device.type)
     setup.info["parameters"] = models.parameter_count(model)
     setup.info["precision"] = cfg["precision"]
     setup.info["compiled"] = cfg["compile"]

@@ -75,6 +75,7 @@ class Trainer:
         cuda_fp16 = ctx.device.type == "cuda" and cfg["precision"] == "fp16"
         self.scaler = torch.amp.GradScaler("cuda") if cuda_fp16 else None
         self.non_blocking = bool(loader.pin_memory)
+        self.dtype = next(setup.model.parameters()).dtype  # float inputs take the weights'
         self.batches = batches(loader)
         self.forward: Callable[..., torch.Tensor] = setup.model
 
@@ -82,10 +83,9 @@ class Trainer:
         started = time.perf_counter()
         inputs, targets = next(self.batches)
         waited = time.perf_counter() - started
-        inputs = inputs.to(self.device, non_blocking=self.non_blocking)
+        dtype = self.dtype if inputs.is_floating_point() else None
+        inputs = inputs.to(self.device, dtype=dtype, non_blocking=self.non_blocking)
         targets = targets.to(self.device, non_blocking=self.non_blocking)
-        if inputs.is_floating_point():
-            inputs = inputs.to(next(self.setup.model.parameters()).dtype)
         self.optimizer.zero_grad(set_to_none=True)
         with self.setup.autocast():
             logits = self.forward(inputs)
