@@ -46,6 +46,9 @@ UPPER: dict[str, int | float] = {
 }
 """The largest value a suite may give each numeric option (the worker itself has no ceiling)."""
 
+NonEmpty = Annotated[str, Field(min_length=1)]
+"""A string option with no fixed choices (a path, an entry point, an argument)."""
+
 CONTROLLER_ONLY = ("name", "timeout_s")
 """Workload keys the controller reads itself: the worker gets the name but not the timeout."""
 
@@ -58,6 +61,12 @@ def field_type(name: str, option: spec.Option) -> Any:
         annotation = Literal[option.choices]
     elif option.type is bool:
         annotation = bool
+    elif option.type is str:
+        annotation = NonEmpty
+    elif option.type is list:
+        annotation = Annotated[list[NonEmpty], Field(min_length=option.ge or 0)]
+    elif option.type is dict:
+        annotation = dict[str, Any]
     elif name not in UPPER:
         raise TypeError(f"workload option {name!r} has no upper bound in bench.workloadmodels")
     elif option.type is int:
@@ -69,7 +78,12 @@ def field_type(name: str, option: spec.Option) -> Any:
 
 def _fields(options: dict[str, spec.Option]) -> dict[str, Any]:
     """``create_model`` field definitions, in the table's order."""
-    return {name: (field_type(name, o), o.default) for name, o in options.items()}
+    return {name: (field_type(name, o), _default(o)) for name, o in options.items()}
+
+
+def _default(option: spec.Option) -> Any:
+    """The option's default; none (a required key) where the worker has no usable one."""
+    return ... if option.default is None and not option.optional else option.default
 
 
 def _nested(name: str, options: dict[str, spec.Option]) -> type[BaseModel]:

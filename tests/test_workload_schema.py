@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError, create_model
 
 from bench import limits, workloadmodels
 from bench.suite import WORKLOAD_KINDS, DataLoading, Inference, TrainStep, Workload
@@ -60,6 +60,9 @@ def test_every_option_is_a_suite_key_with_the_workers_default_and_choices(kind: 
     assert set(fields) - own == set(options), "an option exists on one side only"
     assert [f for f in fields if f not in own] == list(options), "options in another order"
     for name, option in options.items():
+        if option.default is None and not option.optional:
+            assert fields[name].is_required(), f"{name} has no default, so the suite needs it"
+            continue
         default = fields[name].default
         assert (type(default), default) == (type(option.default), option.default), name
         if option.choices:
@@ -99,6 +102,12 @@ def samples(kind: str) -> list[dict[str, Any]]:
             values = [*option.choices, "no-such-choice", 1]
         elif option.type is bool:
             values = [True, False, 2, "maybe"]
+        elif option.type is str:
+            values = ["x", "", 1]
+        elif option.type is list:
+            values = [["a", "b"], [], "a", [1], [""]]
+        elif option.type is dict:
+            values = [{}, {"a": [1, {"b": None}]}, [1], "x"]
         elif option.type is int:
             assert option.ge is not None
             values = [option.ge, option.ge + 1, option.ge - 1, 1.5, "x"]
@@ -170,6 +179,34 @@ def test_bench_refuses_what_the_worker_would_run_only_above_its_bounds() -> None
         assert suite_accepts(over) is None and worker_accepts(over) is not None, name
     huge = {"kind": "data_loading", "samples": 1_000_000, "sample_bytes": 1 << 30}
     assert suite_accepts(huge) is None and worker_accepts(huge) is not None
+
+
+def test_lists_of_strings_and_free_form_objects_are_checked_on_both_sides() -> None:
+    """A required argv-like list, a free-form object and a free string: the worker's check and
+    the suite's model accept and refuse the same values, naming the option."""
+    argv, params, path = (
+        spec.Option(None, list, items=str, ge=1),
+        spec.Option(None, dict, optional=True),
+        spec.Option(None, str),
+    )
+    assert argv.check("w.argv", ["sh", "-c", "x"]) == ["sh", "-c", "x"]
+    assert params.check("w.params", {"k": {"n": [1]}}) == {"k": {"n": [1]}}
+    assert params.check("w.params", None) is None
+    for option, bad in ((argv, []), (argv, "ls"), (argv, [1]), (argv, [""]), (params, [1])):
+        with pytest.raises(spec.SpecError, match=r"w\.x"):
+            option.check("w.x", bad)
+    with pytest.raises(spec.SpecError, match="non-empty string"):
+        path.check("w.x", "")
+    fields = {
+        "argv": (workloadmodels.field_type("argv", argv), ...),
+        "params": (workloadmodels.field_type("params", params), None),
+        "path": (workloadmodels.field_type("path", path), ...),
+    }
+    model = create_model("M", **fields)
+    assert model(argv=["x"], params={"a": 1}, path="p").params == {"a": 1}
+    for bad in ({"argv": [], "path": "p"}, {"argv": ["x"], "params": 1, "path": ""}, {}):
+        with pytest.raises(ValidationError):
+            model(**bad)
 
 
 def test_every_kind_has_its_worker_module() -> None:

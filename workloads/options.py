@@ -60,6 +60,27 @@ def text(name: str, value: Any) -> str:
     return value
 
 
+def strings(minimum: int) -> Check:
+    """A list of non-empty strings, at least ``minimum`` long (an argv, a requirements list)."""
+
+    def check(name: str, value: Any) -> Any:
+        if not isinstance(value, list) or len(value) < minimum:
+            least = f" of at least {minimum} item(s)" if minimum else ""
+            raise SpecError(f"{name} must be a list{least} of strings, got {value!r}")
+        for index, item in enumerate(value):
+            text(f"{name}[{index}]", item)
+        return list(value)
+
+    return check
+
+
+def mapping(name: str, value: Any) -> dict[str, Any]:
+    """A free-form JSON object (a user's parameters): string keys, any JSON values."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise SpecError(f"{name} must be an object with string keys, got {value!r}")
+    return dict(value)
+
+
 def optional(check: Check) -> Check:
     def wrapped(name: str, value: Any) -> Any:
         return None if value is None else check(name, value)
@@ -95,12 +116,13 @@ class Option:
     """
 
     default: Any
-    type: type[bool] | type[int] | type[float] | type[str]
+    type: type[bool] | type[int] | type[float] | type[str] | type[list] | type[dict]
     choices: tuple[str, ...] = ()
     ge: int | None = None
     gt: float | None = None
     optional: bool = False
     fields: dict[str, Option] | None = None  # a nested object's own options (type dict)
+    items: type[str] | None = None  # a list's items (type list; ``ge``: its least length)
 
     def __post_init__(self) -> None:
         self._check()  # an option the worker could not check fails on import, on both sides
@@ -112,6 +134,10 @@ class Option:
     def _check(self) -> Check:
         if self.fields is not None:
             return nested(self.fields)
+        if self.type is dict:
+            return mapping
+        if self.type is list and self.items is str:
+            return strings(self.ge or 0)
         if self.choices:
             return choice(*self.choices)
         if self.type is bool:
@@ -120,6 +146,8 @@ class Option:
             return integer(self.ge)
         if self.type is float and self.gt == 0:
             return positive_number
+        if self.type is str:
+            return text
         raise TypeError(f"no check for an option of type {self.type.__name__}: {self}")
 
 
