@@ -7,11 +7,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+import yaml
 
+from bench import results
 from tests.sshd import SshServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,3 +78,105 @@ def run_suite(root: Path, text: str, *args: str) -> subprocess.CompletedProcess[
     suite = root / "suite.yaml"
     suite.write_text(text)
     return bench_cli("run", str(suite), "--results-dir", str(root / "results"), *args)
+
+
+MATRIX = REPO / "tests" / "matrix"
+MATRIX_TARGETS = {
+    "local": "{name: bare, kind: local}",
+    "docker": "{name: ctr, kind: docker, build: true}",
+    "vm": "{name: vm, kind: vm, vcpus: 2, memory: 1g, accel: auto}",
+}
+
+
+@dataclass
+class MatrixRun:
+    """One ``bench run`` of every workload fragment in ``tests/matrix`` on one target kind."""
+
+    proc: subprocess.CompletedProcess[str]
+    run_dir: Path | None
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        assert self.run_dir is not None, self.proc.stderr
+        return results.load_cells(self.run_dir)
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        assert self.run_dir is not None, self.proc.stderr
+        return results.load(self.run_dir)
+
+    def cell(self, workload: str) -> dict[str, Any]:
+        """The one cell of ``workload`` as a dict (the matrix runs one repetition)."""
+        rows = self.cells[self.cells["workload"] == workload]
+        assert len(rows) == 1, (workload, self.proc.stdout, self.proc.stderr)
+        return rows.iloc[0].to_dict()
+
+    def metrics(self, workload: str) -> dict[str, float]:
+        """Metric name to value for ``workload``'s cell."""
+        rows = self.samples[self.samples["workload"] == workload]
+        return dict(zip(rows["metric"], rows["value"], strict=True))
+
+    def raw(self, workload: str) -> dict[str, Any]:
+        """The raw file of ``workload``'s cell."""
+        assert self.run_dir is not None
+        cell = self.cell(workload)
+        slug = f"{cell['cell']:04d}-{cell['target']}-{workload}-r{cell['repetition']}"
+        return results.load_raw(self.run_dir)[slug]
+
+
+def matrix_suite(target: str) -> str:
+    """A suite of one target and the workloads of every fragment in ``tests/matrix`` (or of
+    those ``BENCH_MATRIX_PARTS`` names, comma-separated), ``{repo}`` replaced in each."""
+    wanted = [p for p in os.environ.get("BENCH_MATRIX_PARTS", "").split(",") if p]
+    parts = sorted(MATRIX.glob("*.yaml"))
+    if wanted:
+        parts = [p for p in parts if p.stem in wanted]
+    workloads: list[Any] = []
+    for part in parts:
+        text = part.read_text().replace("{repo}", str(REPO))
+        workloads += yaml.safe_load(text) or []
+    suite = {"name": "matrix", "repetitions": 1, "targets": [yaml.safe_load(target)]}
+    return yaml.safe_dump({**suite, "workloads": workloads}, sort_keys=False)
+
+
+@pytest.fixture(scope="session")
+def matrix_server(tmp_path_factory) -> Iterator[SshServer]:
+    """The SSH host of the matrix's ssh run (one per test session)."""
+    srv = SshServer(tmp_path_factory.mktemp("matrix-sshd")).setup().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def matrix_runs(tmp_path_factory) -> dict[str, MatrixRun]:
+    """Runs of the matrix suite already made in this session, by target kind."""
+    return {}
+
+
+@pytest.fixture
+def matrix_run(request, matrix_runs, tmp_path_factory) -> Callable[[str], MatrixRun]:
+    """``matrix_run(kind)``: the matrix suite run once per session on a target of ``kind``
+    (local, docker, ssh or vm), so every test of the new workload kinds on that target reads
+    the same run instead of paying for a deployment of its own."""
+
+    def run(kind: str) -> MatrixRun:
+        if kind not in matrix_runs:
+            root = tmp_path_factory.mktemp(f"matrix-{kind}")
+            if kind == "ssh":
+                server = request.getfixturevalue("matrix_server")
+                workdir = root / "remote"
+                workdir.mkdir()
+                target = server.target_yaml(python=sys.executable, workdir=str(workdir))
+            else:
+                target = MATRIX_TARGETS[kind]
+            suite = root / "suite.yaml"
+            suite.write_text(matrix_suite(target))
+            proc = bench_cli(
+                "run", str(suite), "--results-dir", str(root / "results"), timeout=1800
+            )
+            last = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
+            found = Path(last[0]) if last and Path(last[0]).is_dir() else None
+            matrix_runs[kind] = MatrixRun(proc, found)
+        return matrix_runs[kind]
+
+    return run
