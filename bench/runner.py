@@ -270,7 +270,7 @@ class Runner:
         samples = _samples(self.store.run_id, record, outcome)
         raw = {"cell": record.slug, **outcome.result.get("raw", {}), **_host_raw(outcome)}
         with self._lock, interrupts.deferred():
-            self.store.add_cell(record, samples, raw)
+            self.store.add_cell(record, samples, raw, outcome.result.get("files"))
             self.observer.cell_finished(cell, record)
         return record
 

@@ -24,7 +24,11 @@ RATE_UNITS = {"samples/s", "queries/s", "bytes/s", "tokens/s"}
 RAW_SERIES = ("step_time_s", "latency_s", "batch_time_s", "request_s")
 
 
-def warnings(samples: pd.DataFrame, raw: dict[str, dict[str, Any]] | None = None) -> list[str]:
+def warnings(
+    samples: pd.DataFrame,
+    raw: dict[str, dict[str, Any]] | None = None,
+    cells: pd.DataFrame | None = None,
+) -> list[str]:
     """Every stability warning of a run, one line per kind of problem per workload and target,
     in suite order."""
     if samples.empty:
@@ -52,7 +56,7 @@ def warnings(samples: pd.DataFrame, raw: dict[str, dict[str, Any]] | None = None
         "cold caches); run a throw-away repetition first or compare warm repetitions only"
         for (w, t), found in cold.items()
     ]
-    return out + _still_warming(raw or {})
+    return out + _still_warming(raw or {}) + _thin_percentiles(cells)
 
 
 def _too_few(samples: pd.DataFrame) -> list[str]:
@@ -102,3 +106,27 @@ def _still_warming(raw: dict[str, dict[str, Any]]) -> list[str]:
                     f"{1 - late / early:.0%} faster than the first); increase the warmup"
                 )
     return out
+
+
+def _thin_percentiles(cells: pd.DataFrame | None) -> list[str]:
+    """Latency percentiles that rest on fewer queries than MLPerf LoadGen's early-stopping
+    rule needs to bound them (p99: 662): the value is the slowest query or close to it, and
+    another run can differ a lot. One line per workload and target, at its fewest queries."""
+    if cells is None or cells.empty or "info" not in cells:
+        return []
+    found: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+    for row in cells.itertuples(index=False):
+        loadgen = row.info.get("loadgen") if isinstance(row.info, dict) else None
+        if getattr(row, "status", "ok") != "ok" or not isinstance(loadgen, dict):
+            continue
+        count = int(loadgen.get("query_count") or 0)
+        short = {m: n for m, n in (loadgen.get("queries_needed") or {}).items() if n > count}
+        key = (row.workload, row.target)
+        if short and count < found.get(key, (count + 1, {}))[0]:
+            found[key] = (count, short)
+    return [
+        f"{w} on {t}: {', '.join(f'{m} (needs {n})' for m, n in short.items())} rest on "
+        f"{count} queries, fewer than LoadGen's early-stopping rule needs to bound them; raise "
+        "min_query_count (or min_duration_s) or read them as rough"
+        for (w, t), (count, short) in found.items()
+    ]

@@ -4,7 +4,8 @@ A number is only worth comparing if the run that produced it measured what it cl
 iterations for a stable median, no error, no change in machine speed while the clock
 ran, the cache state the suite asked for. Such problems are invisible in the number itself, so
 they are judged per cell from what the worker and the controller recorded, and the verdict
-travels with the cell into ``cells.jsonl``, the summary and the reports.
+travels with the cell into ``cells.jsonl``, the summary and the reports. An inference cell
+also carries LoadGen's own verdict, which is adopted with LoadGen's reasons.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _iterations(info: dict[str, Any], minimum: int) -> list[str]:
         return []
     return [
         f"too few measured iterations ({count} < min_iterations {minimum}): "
-        "raise the workload's steps, requests or samples"
+        "raise the workload's steps, min_query_count, requests or samples"
     ]
 
 
@@ -85,10 +86,22 @@ def _cache(info: dict[str, Any]) -> list[str]:
     return [f"cache: cold was asked for but the page cache was not dropped: {cache.get('reason')}"]
 
 
+def _loadgen(info: dict[str, Any]) -> list[str]:
+    """MLPerf LoadGen's own verdict on an inference cell (too few queries for early stopping,
+    a server that missed its latency bound), with LoadGen's reasons."""
+    loadgen = info.get("loadgen")
+    if not isinstance(loadgen, dict) or loadgen.get("validity") == "VALID":
+        return []
+    validity = loadgen.get("validity") or "UNKNOWN"
+    reasons = loadgen.get("reasons") or ["no reason given in its detail log"]
+    return [f"LoadGen ruled the run {validity}: {reason}" for reason in reasons]
+
+
 def judge(error: str | None, info: dict[str, Any], min_iterations: int) -> Verdict:
     """The verdict of one cell from its error (if it failed) and the facts recorded in its
     info (the worker's, and the controller's ``cache`` state)."""
     if error is not None:
         return Verdict([f"the cell failed: {error}"])
-    reasons = _iterations(info, min_iterations) + _cpu(info) + _gpu(info) + _cache(info)
+    reasons = _loadgen(info) + _iterations(info, min_iterations)
+    reasons += _cpu(info) + _gpu(info) + _cache(info)
     return Verdict(reasons)

@@ -27,6 +27,13 @@ UPPER: dict[str, int | float] = {
     "warmup_steps": limits.MAX_ITERATIONS,
     "requests": limits.MAX_ITERATIONS,
     "warmup_requests": limits.MAX_ITERATIONS,
+    "min_query_count": limits.MAX_ITERATIONS,
+    "warmup_queries": limits.MAX_ITERATIONS,
+    "samples_per_query": limits.MAX_BATCH,
+    "min_duration_s": limits.DAY_S,
+    "max_duration_s": limits.DAY_S,
+    "target_latency_s": limits.DAY_S,
+    "target_qps": 1e7,  # queries per second; far beyond any single system under test
     "samples": limits.MAX_SAMPLES,
     "sample_bytes": limits.MAX_SAMPLE_BYTES,
     "num_workers": limits.MAX_WORKERS,

@@ -51,7 +51,7 @@ def suite_text(reps: int, samples: int, workers: int) -> str:
         )
         lines.append(
             f"  - {{name: ckpt-{where}, kind: inference, model: resnet50, image_size: 64, "
-            f"location: {where}, requests: 3, warmup_requests: 1, device: cpu}}"
+            f"location: {where}, min_query_count: 3, warmup_queries: 1, device: cpu}}"
         )
     return "\n".join(lines) + "\n"
 

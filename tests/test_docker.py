@@ -30,7 +30,7 @@ BUILT = "{name: ctr, kind: docker, build: true}"
 WORKLOADS = """\
 workloads:
   - {name: train, kind: train_step, model: mlp, batch_size: 8, steps: 6, warmup_steps: 2}
-  - {name: infer, kind: inference, model: cnn, requests: 12, warmup_requests: 3}
+  - {name: infer, kind: inference, model: cnn, min_query_count: 12, warmup_queries: 3}
   - {name: load, kind: data_loading, samples: 96, sample_bytes: 2048, batch_size: 16,
      num_workers: 1, warmup_batches: 1}
 """

@@ -22,7 +22,10 @@ def spec(kind: str, **options: Any) -> dict[str, Any]:
     [
         # ~0.7 ms a step or request on an H100: long enough to span NVML's 1 s window
         ("train_step", {"model": "mlp", "batch_size": 1024, "steps": 4000, "warmup_steps": 20}),
-        ("inference", {"model": "cnn", "batch_size": 8, "requests": 4000, "warmup_requests": 20}),
+        (
+            "inference",
+            {"model": "cnn", "scenario": "offline", "batch_size": 8, "min_query_count": 32000},
+        ),
     ],
 )
 def test_nvml_metrics_and_timeline_on_a_real_gpu(kind: str, options: dict[str, Any]) -> None:

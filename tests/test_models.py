@@ -180,13 +180,13 @@ def test_generate_one_token_has_no_time_per_output_token() -> None:
 @pytest.mark.parametrize(
     ("model", "options", "shape"),
     [
-        ("llama", {"preset": "tiny", "seq_len": 8}, [2, 8]),
-        ("resnet18", {"image_size": 32}, [2, 3, 32, 32]),
+        ("llama", {"preset": "tiny", "seq_len": 8}, [1, 8]),
+        ("resnet18", {"image_size": 32}, [1, 3, 32, 32]),
     ],
 )
 def test_inference_runs_the_new_models(model: str, options: dict[str, Any], shape: list) -> None:
     workload = {"kind": "inference", "model": model, "device": "cpu", "threads": 1, **options}
-    workload |= {"batch_size": 2, "requests": 2, "warmup_requests": 1}
+    workload |= {"min_query_count": 2, "warmup_queries": 1}
     result = run_workload({"workload": workload, "seed": 0})
     assert result["info"]["input_shape"] == shape
     assert len(result["raw"]["latency_s"]) == 2 and result["metrics"]["infer.throughput"]

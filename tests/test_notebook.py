@@ -23,7 +23,7 @@ targets:
   - {name: bare, kind: local, baseline: true}
   - {name: twin, kind: local}
 workloads:
-  - {name: infer, kind: inference, model: mlp, requests: 20, warmup_requests: 3}
+  - {name: infer, kind: inference, model: mlp, min_query_count: 20, warmup_queries: 3}
 """
 
 

@@ -28,7 +28,7 @@ targets:
   - {name: bare, kind: local, baseline: true}
   - {name: twin, kind: local}
 workloads:
-  - {name: infer, kind: inference, model: mlp, requests: 20, warmup_requests: 3}
+  - {name: infer, kind: inference, model: mlp, min_query_count: 64, warmup_queries: 3}
   - {name: short, kind: train_step, model: mlp, batch_size: 4, steps: 3, warmup_steps: 1}
 """
 FIGURES_WITHOUT_GPU = [
@@ -107,7 +107,7 @@ def test_headline_has_targets_as_rows_and_overhead_against_the_baseline(small_ru
     assert headline.loc["bare", "infer.throughput vs bare"] == "baseline"
     change = headline.loc["twin", "infer.latency_p50_s vs bare"]
     assert change.startswith(("+", "-")) and "[" in change  # a change with its interval
-    assert headline.loc["twin", "infer.throughput"].endswith("queries/s")
+    assert headline.loc["twin", "infer.throughput"].endswith("samples/s")
 
 
 @pytest.mark.slow

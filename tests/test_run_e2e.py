@@ -28,7 +28,7 @@ targets:
   - {name: bare, kind: local, baseline: true}
 workloads:
   - {name: train, kind: train_step, model: mlp, batch_size: 8, steps: 6, warmup_steps: 2}
-  - {name: infer, kind: inference, model: cnn, requests: 12, warmup_requests: 3}
+  - {name: infer, kind: inference, model: cnn, min_query_count: 64, warmup_queries: 3}
   - {name: load, kind: data_loading, samples: 96, sample_bytes: 2048, batch_size: 16,
      num_workers: 1, warmup_batches: 1}
 """
@@ -40,6 +40,7 @@ EXPECTED = {
         "infer.latency_p50_s",
         "infer.latency_p90_s",
         "infer.latency_p99_s",
+        "infer.latency_p999_s",
     },
     "load": {"data.throughput", "data.bandwidth", "data.loader_startup_s"},
 }

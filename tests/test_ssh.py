@@ -27,7 +27,7 @@ pytestmark = [
 ]
 
 TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 6, warmup_steps: 1}"
-INFER = "{name: infer, kind: inference, model: mlp, requests: 10, warmup_requests: 2}"
+INFER = "{name: infer, kind: inference, model: mlp, min_query_count: 10, warmup_queries: 2}"
 
 
 def suite(tmp_path: Path, targets: list[str], workloads: list[str], reps: int = 1) -> Path:

@@ -22,7 +22,7 @@ targets:
   - {name: bare, kind: local, baseline: true}
 workloads:
   - {name: train, kind: train_step, model: cnn, batch_size: 8, steps: 3, warmup_steps: 1}
-  - {name: infer, kind: inference, scenario: offline, batch_size: 32, requests: 5}
+  - {name: infer, kind: inference, scenario: offline, batch_size: 32, min_query_count: 64}
   - {name: load, kind: data_loading, samples: 10, sample_bytes: 64, batch_size: 2, num_workers: 0}
 """
 
@@ -106,7 +106,7 @@ def error_of(text: str) -> str:
             "kind: inferense",
             "s.yaml:7: workloads[1].kind: unknown kind 'inferense'",
         ),
-        ("scenario: offline", "scenario: server", "s.yaml:7: workloads[1].scenario: "),
+        ("scenario: offline", "scenario: serve", "s.yaml:7: workloads[1].scenario: "),
         ("model: cnn", "model: resnet152", "s.yaml:6: workloads[0].model: "),
         ("repetitions: 2", "repetitions: 0", "s.yaml:2: repetitions: "),
         ("repetitions: 2", "repetitons: 2", "s.yaml:2: repetitons: unknown key"),

@@ -35,7 +35,7 @@ TINY = """\
 workloads:
   - {name: train, kind: train_step, model: mlp, batch_size: 8, steps: 3, warmup_steps: 1,
      location: image}
-  - {name: infer, kind: inference, model: mlp, requests: 6, warmup_requests: 2}
+  - {name: infer, kind: inference, model: mlp, min_query_count: 6, warmup_queries: 2}
   - {name: load, kind: data_loading, samples: 64, sample_bytes: 1024, batch_size: 16,
      num_workers: 1, warmup_batches: 1}
 """

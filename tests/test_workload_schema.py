@@ -160,6 +160,9 @@ def test_bench_refuses_what_the_worker_would_run_only_above_its_bounds() -> None
         "warmup_batches": {"samples": 2 * limits.MAX_ITERATIONS, "batch_size": 1},
         "image_size": {"model": "resnet18"},
         "seq_len": {"model": "llama"},
+        "samples_per_query": {"scenario": "multi_stream"},
+        "target_qps": {"scenario": "server", "target_latency_s": 0.1},
+        "target_latency_s": {"scenario": "server", "target_qps": 10},
         **{key: {"model": "llama"} for key in spec.SIZING},
         # one head over the whole width, so that the heads still divide the hidden size
         "hidden": {"model": "llama", "heads": 1, "kv_heads": 1},

@@ -59,10 +59,16 @@ class Context:
 
 @dataclass
 class Outcome:
-    """A kind's measurements; the runner adds the metrics common to all."""
+    """A kind's measurements; the runner adds the metrics common to all.
+
+    ``files``: text files the kind wrote that the controller keeps beside the cell's raw data
+    (a relative path, like ``loadgen/mlperf_log_detail.txt``, to its text): the target's disk
+    is gone after the cell, so what must outlive it travels in the result.
+    """
 
     loop: LoopResult
     metrics: dict[str, dict[str, Any]]
     raw: dict[str, list[float]]
     info: dict[str, Any]
     absent: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)

@@ -116,6 +116,8 @@ def execute(spec: Spec, emit: Emit) -> Event:
     info.update(outcome.info)
     raw = {**outcome.raw, **gpu.raw}
     result = make_event("result", metrics=metrics, absent=absent, raw=raw, info=info)
+    if outcome.files:
+        result["files"] = outcome.files
     emit(result)
     return result
 

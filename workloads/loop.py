@@ -83,7 +83,7 @@ def injected_slowdown() -> float:
     return value
 
 
-def _stretch(started: float, slowdown: float) -> None:
+def stretch(started: float, slowdown: float) -> None:
     """Wait until the iteration has taken ``1 + slowdown`` times as long: sleep for most of
     it, then spin for the last fraction of a millisecond, which a sleep would overshoot."""
     clock = time.perf_counter
@@ -110,7 +110,7 @@ def _timed(
         output = step()
         sync()
         if slowdown:
-            _stretch(started, slowdown)
+            stretch(started, slowdown)
         times.append(clock() - started)
         if outputs is not None:
             outputs.append(output)

@@ -29,6 +29,7 @@ from workloads.options import (
     positive_number,
     text,
 )
+from workloads.scenarios import SCENARIOS, check_inference
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,19 @@ KINDS: dict[str, Kind] = {
         },
     ),
     "inference": Kind(
-        "An inference loop: one request at a time, or large batches for throughput.",
+        "Inference driven by MLPerf LoadGen in one of its scenarios (single_stream, "
+        "multi_stream, server, offline), with LoadGen's percentiles and VALID/INVALID verdict.",
         {
             **_model_options(MODELS, "mlp"),
-            "scenario": Option("single_stream", str, choices=("single_stream", "offline")),
+            "scenario": Option("single_stream", str, choices=SCENARIOS),
             "batch_size": Option(1, int, ge=1),
-            "requests": Option(200, int, ge=1),
-            "warmup_requests": Option(20, int, ge=0),
+            "min_query_count": Option(200, int, ge=1),
+            "min_duration_s": Option(None, float, gt=0, optional=True),
+            "max_duration_s": Option(None, float, gt=0, optional=True),
+            "warmup_queries": Option(20, int, ge=0),
+            "target_qps": Option(None, float, gt=0, optional=True),
+            "target_latency_s": Option(None, float, gt=0, optional=True),
+            "samples_per_query": Option(None, int, ge=1, optional=True),
         },
     ),
     "generate": Kind(
@@ -265,6 +272,8 @@ def check_workload(workload: Mapping[str, Any]) -> None:
     """Rules across a filled workload's options; the controller's suite check calls this too."""
     if "model" in workload:
         _check_model(workload)
+    if workload["kind"] == "inference":
+        check_inference(workload)
     if workload["kind"] == "data_loading":
         _check_data_loading(workload)
     _check_dataset(workload)

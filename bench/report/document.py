@@ -78,7 +78,7 @@ def build(run_dir: str | Path) -> Report:
         run_dir=run_dir,
         manifest=manifest,
         warnings=read_first(manifest, cells),
-        stability=stability.warnings(samples, raw),
+        stability=stability.warnings(samples, raw, cells),
         invalid=frames.invalid(cells),
         headline=frames.headline_tables(samples, manifest),
         environment=frames.environment(manifest),

@@ -159,7 +159,7 @@ def print_summary(
     invalid = invalid_table(cells)
     if invalid is not None:
         console.print(invalid)
-    for warning in stability.warnings(samples, raw):
+    for warning in stability.warnings(samples, raw, cells):
         console.print(f"warning: {warning}", style="yellow", highlight=False)
     note = hardware_note(manifest)
     if note:

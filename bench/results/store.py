@@ -8,6 +8,8 @@ Layout of ``<results>/<suite>/<run-id>/``::
                     absent metrics + reasons
     raw/<cell>.json per-iteration arrays (step times, latencies, batch times), the GPU timeline,
                     the host-side memory timeline and when each start-up phase ended
+    raw/<cell>/     text files the worker kept (an inference cell's MLPerf LoadGen summary and
+                    detail logs, under loadgen/)
 
 Every file is replaced atomically (write to a temporary file, then rename) after each cell, so
 a run killed at any moment leaves every finished cell readable and never a half-written file.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -117,15 +120,24 @@ class ResultStore:
             if not _overwrite_in_place(file, self.manifest):
                 raise self._write_error(f"cannot write {file}", exc) from None
 
-    def add_cell(self, record: CellRecord, samples: list[Sample], raw: dict[str, Any]) -> None:
-        """Persist one finished cell: raw arrays, samples, then the record that commits them.
+    def add_cell(
+        self,
+        record: CellRecord,
+        samples: list[Sample],
+        raw: dict[str, Any],
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """Persist one finished cell: raw arrays and files, samples, then the record that
+        commits them.
 
         If a write fails, the cell is not committed (cells.jsonl still lists the earlier cells
-        only; samples without a committed cell are not results) and its raw file is removed.
+        only; samples without a committed cell are not results) and its raw data is removed.
         """
         raw_file = self.path / "raw" / f"{record.slug}.json"
+        files_dir = self.path / "raw" / record.slug
         try:
             write_atomic(raw_file, json.dumps(raw))
+            _write_files(files_dir, files or {})
             all_samples = [asdict(s) for s in [*self.samples, *samples]]
             write_atomic(self.path / "samples.jsonl", _jsonl(all_samples))
             write_atomic(
@@ -134,6 +146,7 @@ class ResultStore:
             )
         except OSError as exc:
             raw_file.unlink(missing_ok=True)
+            shutil.rmtree(files_dir, ignore_errors=True)
             what = (
                 f"cannot record cell {record.cell} ({record.workload} on {record.target}, "
                 f"repetition {record.repetition})"
@@ -152,6 +165,25 @@ class ResultStore:
             f"{what}{where}: {reason}; the run stopped, {kept} kept in {self.path}",
             hint="free space on the results filesystem or pass another --results-dir",
         )
+
+
+FILE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_FILE_DEPTH = 2
+
+
+def _write_files(directory: Path, files: Any) -> None:
+    """Write a cell's kept files under ``directory``. Their names come from the worker, so
+    only short relative paths of plain names are taken (no ``..``, no hidden files): a name
+    that could leave the run directory is skipped."""
+    if not isinstance(files, dict):
+        return
+    for name, text in sorted(files.items(), key=lambda item: str(item[0])):
+        parts = name.split("/") if isinstance(name, str) else []
+        if not 0 < len(parts) <= MAX_FILE_DEPTH or not all(map(FILE_PART.fullmatch, parts)):
+            continue
+        path = directory.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, str(text))
 
 
 def _reserve(path: Path, size: int) -> None:
