@@ -46,7 +46,9 @@ def worker_accepts(workload: dict[str, Any]) -> dict[str, Any] | None:
 
 def test_the_suite_has_a_model_for_each_of_the_workers_kinds() -> None:
     assert tuple(spec.KINDS) == WORKLOAD_KINDS
-    for kind, model in zip(spec.KINDS, (TrainStep, Inference, Generate, DataLoading), strict=True):
+    named = (TrainStep, Inference, Generate, DataLoading)
+    assert named == tuple(workloadmodels.MODELS[k] for k in list(spec.KINDS)[: len(named)])
+    for kind, model in workloadmodels.MODELS.items():
         assert typing.get_args(model.model_fields["kind"].annotation) == (kind,)
         assert model.__doc__ == spec.KINDS[kind].summary
 

@@ -30,6 +30,11 @@ from workloads.spec import Spec, validate
 OFF = "samplers switched off in the spec"
 
 
+TORCHLESS = frozenset({"command"})
+"""Kinds whose worker must not import torch: a program of the user's runs in its place. Their
+module provides ``context(spec, emit, started)`` as well as ``run(ctx)``."""
+NO_TORCH = "this kind runs without torch"
+
 IMPORTED_BEFORE = "torch was already imported in this process (an in-process run)"
 NO_PROC = "the process start time is not readable here (no /proc)"
 
@@ -83,6 +88,26 @@ def _base_info(spec: Spec, ctx: Context) -> dict[str, Any]:
     return info
 
 
+def _plain_info(spec: Spec, ctx: Context) -> dict[str, Any]:
+    """``_base_info`` of a kind that runs without torch: no torch, numpy, dtype or threads."""
+    return {
+        "name": spec.workload["name"],
+        "kind": spec.kind,
+        "device": str(ctx.device),
+        "python": platform.python_version(),
+        "seed": spec.seed,
+        "setup_s": ctx.setup_s,
+        "workload": dict(spec.workload),
+    }
+
+
+def _tree_peak(memory: TreePeakSampler, reported: dict[str, Any] | None) -> int | None:
+    """The sampled peak of the process tree, floored by a peak the kind read from the kernel
+    (a child's high-water mark, exact where a child shorter than the interval is missed)."""
+    known = [v for v in (memory.peak, reported and int(reported["value"])) if v is not None]
+    return max(known) if known else None
+
+
 def execute(spec: Spec, emit: Emit) -> Event:
     """Run ``spec``, emit its events after ``start``, and return ``result``.
 
@@ -94,10 +119,16 @@ def execute(spec: Spec, emit: Emit) -> Event:
     if spec.samplers:
         memory.start()
     ctx: Context | None = None
+    plain = spec.kind in TORCHLESS
     try:
-        imported, not_imported = _import_torch()
-        ctx = _context(spec, emit, started)
-        outcome = importlib.import_module(f"workloads.{spec.kind}").run(ctx)  # one per spec.KINDS
+        kind = importlib.import_module(f"workloads.{spec.kind}")  # one per spec.KINDS
+        if plain:
+            imported, not_imported = {}, {"startup.import_s": NO_TORCH}
+            ctx = kind.context(spec, emit, started)
+        else:
+            imported, not_imported = _import_torch()
+            ctx = _context(spec, emit, started)
+        outcome = kind.run(ctx)
     finally:
         memory.stop()
         gpu = ctx.gpu.stop() if ctx is not None else None
@@ -106,11 +137,13 @@ def execute(spec: Spec, emit: Emit) -> Event:
         gpu = unavailable(f"workload ran on {ctx.ran_on}")
     metrics = {**imported, **outcome.metrics, **outcome.loop.common_metrics(), **gpu.metrics}
     absent = {**not_imported, **outcome.absent, **gpu.absent}
-    if memory.peak is None:
+    peak = _tree_peak(memory, outcome.metrics.get("mem.rss_peak_bytes"))
+    if peak is None:
         absent["mem.rss_peak_bytes"] = memory.reason or "not measured"
     else:
-        metrics["mem.rss_peak_bytes"] = metric(memory.peak, "bytes")
-    info = {**_base_info(spec, ctx), "measured_window_s": outcome.loop.window_s}
+        metrics["mem.rss_peak_bytes"] = metric(peak, "bytes")
+    base = _plain_info(spec, ctx) if plain else _base_info(spec, ctx)
+    info = {**base, "measured_window_s": outcome.loop.window_s}
     info.update(outcome.loop.info())
     info.update(gpu.info)
     info.update(outcome.info)

@@ -13,6 +13,7 @@ built from.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,14 @@ KINDS: dict[str, Kind] = {
             **STAGING,
         },
     ),
+    "command": Kind(
+        "Any program, run as an argument list without a shell and without torch: its wall "
+        "time from launch to exit, and the metrics it prints as JSON lines.",
+        {
+            "argv": Option(None, list, items=str, ge=1),
+            "env": Option(None, dict, optional=True),
+        },
+    ),
 }
 
 
@@ -268,6 +277,36 @@ def model_vocab(workload: Mapping[str, Any]) -> int:
     return presets.sizes(model, workload["preset"], overrides)["vocab"]
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_command(workload: Mapping[str, Any]) -> None:
+    """What a program cannot be started with, found before any deployment, and the common
+    options that mean nothing to a program bench does not build (they would be ignored)."""
+    for index, word in enumerate(workload["argv"]):
+        if "\0" in word:
+            raise SpecError(f"workload.argv[{index}] contains a NUL character")
+    env = workload["env"] or {}
+    for key, value in env.items():
+        if not ENV_NAME.fullmatch(key):
+            raise SpecError(
+                f"workload.env: invalid variable name {key!r} (letters, digits and '_', "
+                "not starting with a digit)"
+            )
+        if not isinstance(value, str) or "\0" in value:
+            raise SpecError(f'workload.env.{key}: a value is a string (quote numbers: "4")')
+    if workload["device"] == "cpu" and "CUDA_VISIBLE_DEVICES" in env:
+        raise SpecError(
+            "workload.env.CUDA_VISIBLE_DEVICES contradicts device: cpu, which hides every GPU"
+        )
+    for key, default in (("dtype", "float32"), ("threads", None)):
+        if workload[key] != default:
+            raise SpecError(
+                f"workload.{key} does not apply to a command: set the program's own "
+                "precision or thread count in its argv or env"
+            )
+
+
 def check_workload(workload: Mapping[str, Any]) -> None:
     """Rules across a filled workload's options; the controller's suite check calls this too."""
     if "model" in workload:
@@ -276,6 +315,8 @@ def check_workload(workload: Mapping[str, Any]) -> None:
         check_inference(workload)
     if workload["kind"] == "data_loading":
         _check_data_loading(workload)
+    if workload["kind"] == "command":
+        _check_command(workload)
     _check_dataset(workload)
 
 
