@@ -120,7 +120,8 @@ def _thin_percentiles(cells: pd.DataFrame | None) -> list[str]:
         if getattr(row, "status", "ok") != "ok" or not isinstance(loadgen, dict):
             continue
         count = int(loadgen.get("query_count") or 0)
-        short = {m: n for m, n in (loadgen.get("queries_needed") or {}).items() if n > count}
+        needed = sorted((loadgen.get("queries_needed") or {}).items(), key=lambda item: item[1])
+        short = {m: n for m, n in needed if n > count}
         key = (row.workload, row.target)
         if short and count < found.get(key, (count + 1, {}))[0]:
             found[key] = (count, short)
