@@ -83,6 +83,8 @@ VOCABULARY: tuple[Metric, ...] = (
     _key("data.throughput", "samples/s", HIGHER, "samples read per second"),
     Metric("data.bandwidth", "bytes/s", HIGHER, "dataset bytes read per second"),
     Metric("data.loader_startup_s", "s", LOWER, "DataLoader iter() until its first batch"),
+    _key("python.iteration_s", "s", LOWER, "median time of a kind: python entry's timed iteration"),
+    _key("python.throughput", "items/s", HIGHER, "items per second of a python entry, its unit"),
     _key("command.wall_s", "s", LOWER, "a command's wall time, from its launch to its exit"),
     Metric("mem.rss_peak_bytes", "bytes", LOWER, "peak resident memory inside the target"),
     _key("mem.host_bytes", "bytes", LOWER, "what the host spends on the deployment"),

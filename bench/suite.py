@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bench import limits
+from bench import limits, usercode
 from bench.assets import rules
 from bench.build.config import BuildConfig
 from bench.errors import SuiteError
@@ -73,9 +73,12 @@ class Suite(BaseModel):
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Read, parse and validate a suite file; every failure is a one-line ``SuiteError``."""
+    """Read, parse and validate a suite file; every failure is a one-line ``SuiteError``.
+    ``kind: python`` workloads are checked against their files too (``bench.usercode``)."""
     path = Path(path)
-    return _resolve_paths(parse_suite(read_text(path), source=str(path)), path)
+    suite, locator = _parse(read_text(path), str(path))
+    suite = _resolve_paths(suite, path)
+    return usercode.resolve(suite, path.parent, locator.at)
 
 
 def _resolve_paths(suite: Suite, path: Path) -> Suite:
@@ -91,7 +94,13 @@ def _resolve_paths(suite: Suite, path: Path) -> Suite:
 
 
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
-    """Validate suite YAML text; errors name the key path and the line."""
+    """Validate suite YAML text; errors name the key path and the line. Nothing outside the
+    text is read (``load_suite`` checks the files a suite names)."""
+    return _parse(text, source)[0]
+
+
+def _parse(text: str, source: str) -> tuple[Suite, _Locator]:
+    """The validated suite, and the locator that names lines in ``text``."""
     data, root = load_yaml(text, source)
     if not isinstance(data, dict):
         raise SuiteError(f"{source}: a suite must be a mapping with name, targets and workloads")
@@ -103,7 +112,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         raise locator.error(exc) from None
     suite = suite.model_copy(update={"targets": targets})
     _check_consistency(suite, locator)
-    return suite
+    return suite, locator
 
 
 def _validate_targets(raw: Any, locator: _Locator) -> list[TargetConfig]:

@@ -8,12 +8,19 @@ only the standard library, and nothing it imports reaches the writers (numpy, Pi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 GENERATOR = "bench-assets/1"
 """Changes whenever a layout or a generator's bytes change, so such a change changes the key."""
 INDEX = "asset.json"
+CHUNK = 1 << 20
+STAGED = ("checkpoint", "dataset", "code")
+"""What a spec's ``assets`` may carry: made assets, and a ``kind: python`` workload's code."""
+CODE_DIR = "src"
+"""Where a ``code`` asset (a ``kind: python`` workload's directory) keeps the user's files, apart
+from its index: a user's own ``asset.json`` cannot collide with it."""
 SIZING = ("layers", "hidden", "heads", "kv_heads", "vocab")
 DATASET_DEFAULTS = {
     "samples": 256,
@@ -29,6 +36,21 @@ FORMAT_KEYS = {  # besides samples: the dataset options that change each format'
     "raw": ("sample_bytes",),
     "tokens": ("seq_len", "vocab"),
 }
+
+
+def file_sha256(path: str) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def digest(files: Mapping[str, str]) -> str:
+    """One hash over the file list: each file's sha256 and relative path, sorted by path (an
+    asset's identity: the controller names a code asset by it, a worker checks its copy)."""
+    text = "".join(f"{files[name]} {name}\n" for name in sorted(files))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def checkpoint_params(workload: Mapping[str, Any], seed: int) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ compute the params of the assets a suite needs. numpy, Pillow and torch load onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,14 +30,16 @@ from workloads.assetid import (  # noqa: F401 (the params live there; callers fi
     GENERATOR,
     INDEX,
     SIZING,
+    STAGED,
     checkpoint_params,
     dataset_params,
+    digest,
+    file_sha256,
 )
 from workloads.spec import SpecError
 
 MINIMUM = {"image_size": 16, "seq_len": 2, "vocab": 2, "seed": 0}  # 1 for the others
 CHECKPOINT_KEYS = {"kind", "generator", "model", "preset", "sizing", "seed"}
-CHUNK = 1 << 20
 
 
 class AssetError(RuntimeError):
@@ -119,20 +120,6 @@ def make(params: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
 
 
 # --- reading and checking one ------------------------------------------------------------------
-
-
-def file_sha256(path: str) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def digest(files: Mapping[str, str]) -> str:
-    """One hash over the file list: each file's sha256 and relative path, sorted by path."""
-    text = "".join(f"{files[name]} {name}\n" for name in sorted(files))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _safe(name: Any) -> bool:
@@ -269,7 +256,7 @@ def stage(spec_assets: Mapping[str, Any] | None) -> StagedAssets:
     tmpfs), copied into a fresh directory under it first, the copy timed."""
     if not spec_assets:
         return StagedAssets(None)
-    names = [name for name in ("checkpoint", "dataset") if spec_assets.get(name)]
+    names = [name for name in STAGED if spec_assets.get(name)]
     paths = {name: spec_assets[name]["path"] for name in names}
     expected = {name: spec_assets[name].get("sha256") for name in names}
     staged = StagedAssets(spec_assets.get("location"), paths, expected=expected)

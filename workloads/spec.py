@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workloads import presets
+from workloads import presets, userentry
+from workloads.assetid import STAGED
 from workloads.options import (
     Kind,
     Option,
@@ -165,6 +166,16 @@ KINDS: dict[str, Kind] = {
         {
             "argv": Option(None, list, items=str, ge=1),
             "env": Option(None, dict, optional=True),
+        },
+    ),
+    "python": Kind(
+        "Your own code: a directory shipped to every target, its module:function called as "
+        "run(ctx, **params), the iterations it asks for timed.",
+        {
+            "path": Option(None, str),
+            "entry": Option(None, str),
+            "params": Option(None, dict, optional=True),
+            "requirements": Option(None, list, items=str, optional=True),
         },
     ),
 }
@@ -317,6 +328,8 @@ def check_workload(workload: Mapping[str, Any]) -> None:
         _check_data_loading(workload)
     if workload["kind"] == "command":
         _check_command(workload)
+    if workload["kind"] == "python":
+        userentry.check_options(workload)
     _check_dataset(workload)
 
 
@@ -340,14 +353,14 @@ def _assets(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, Mapping):
         raise SpecError("spec.assets must be an object")
-    unknown = sorted(set(raw) - {"checkpoint", "dataset", "stage_to", "location"})
+    unknown = sorted(set(raw) - {*STAGED, "stage_to", "location"})
     if unknown:
         raise SpecError(f"unknown key(s) {unknown} in spec.assets")
     out: dict[str, Any] = {
         "location": choice(*LOCATIONS)("spec.assets.location", raw.get("location")),
         "stage_to": optional(text)("spec.assets.stage_to", raw.get("stage_to")),
     }
-    for name in ("checkpoint", "dataset"):
+    for name in STAGED:
         entry = raw.get(name)
         if entry is not None:
             if not isinstance(entry, Mapping) or set(entry) != set(ASSET):

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.build import cache
 
-KINDS = ("checkpoint", "dataset")
+KINDS = ("checkpoint", "dataset", "code")  # code: a ``kind: python`` workload's directory
 LOCATIONS = ("image", "volume", "tmpfs")
 PAGE = 4096
 

@@ -10,10 +10,11 @@ target's cells of the workload with the reason; an asset that cannot be made sto
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.assets import make
-from bench.assets.model import KINDS, Asset, AssetSet, Staged
+from bench.assets import code, make
+from bench.assets.model import Asset, AssetSet, Staged
 from bench.errors import BenchError, TargetError
 from workloads import assetid
 
@@ -38,7 +39,7 @@ def options(workload: Any) -> dict[str, Any]:
 def wanted(workload: Any, seed: int) -> tuple[str | None, dict[str, dict[str, Any]]]:
     """(location, params of each asset kind the workload reads) for the suite's ``seed``."""
     found = options(workload)
-    params = {kind: PARAMS[kind](found, seed) for kind in KINDS}
+    params = {kind: make_params(found, seed) for kind, make_params in PARAMS.items()}
     return found.get("location"), {kind: p for kind, p in params.items() if p is not None}
 
 
@@ -85,6 +86,11 @@ class Staging:
 
         for workload in self.suite.workloads:
             location, params = wanted(workload, self.suite.seed)
+            if workload.kind == "python":  # its directory, shipped as the code asset
+                directory = Path(workload.path).expanduser()
+                made = [code.ensure(directory, self.note)]
+                self.sets[workload.name] = AssetSet(code.LOCATION, tuple(made))
+                continue
             if location is None:
                 continue
             made = [make.ensure(params[kind], python, self.note)[0] for kind in params]
