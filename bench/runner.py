@@ -98,7 +98,10 @@ class Runner:
         self.targets = {t.name: make_target(t) for t in suite.targets}
         self.plan = build_plan(suite)
         self.builder = Builder(
-            suite.build, note=self.observer.note, groups=groups.needed(suite.workloads)
+            suite.build,
+            note=self.observer.note,
+            groups=groups.needed(suite.workloads),
+            extra=groups.requirements(suite.workloads),
         )
         self.staging = Staging(suite, self.targets, self.plan, note=self.observer.note)
         self.cancel = interrupts.Cancel()

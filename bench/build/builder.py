@@ -9,7 +9,7 @@ run of local targets, or a suite being validated, never loads them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,18 +29,21 @@ def _ignore(message: str) -> None:
 
 
 class Builder:
-    """Matched artefacts for one suite's ``build:`` settings and the package groups its
-    workloads need (``bench.build.groups.needed``)."""
+    """Matched artefacts for one suite's ``build:`` settings, the package groups its
+    workloads need (``bench.build.groups.needed``) and the pinned requirements its
+    ``kind: python`` workloads add (``extra``: ``bench.build.groups.requirements``)."""
 
     def __init__(
         self,
         config: BuildConfig,
         note: Callable[[str], None] = _ignore,
         groups: Collection[str] = (),
+        extra: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.note = note
         self.groups = frozenset(groups)
+        self.extra = tuple(extra)
         self._wheelhouse: Wheelhouse | None = None
         self._venvs: dict[str, Path] = {}
         self._images: dict[str, BuiltImage] = {}
@@ -50,7 +53,7 @@ class Builder:
     def requirements(self) -> str:
         """The requirement text every built target installs (what the wheelhouse is keyed on,
         and through it the venv, the image and the guest disk)."""
-        return self.config.requirements_text(self.groups)
+        return self.config.requirements_text(self.groups, self.extra)
 
     def wheelhouse(self) -> Wheelhouse:
         """The wheelhouse of the pinned requirements."""
@@ -86,9 +89,12 @@ class Builder:
             return self._guest
 
     def record(self) -> dict[str, Any]:
-        """The manifest's ``build`` entry: the wheelhouse used, when one was, and the package
-        groups installed with the base pins."""
+        """The manifest's ``build`` entry: the wheelhouse used, when one was, the package
+        groups installed with the base pins and the suite's own requirements, if any."""
         with self._lock:
             if self._wheelhouse is None:
                 return {}
-            return {"wheelhouse": self._wheelhouse.record(), "groups": sorted(self.groups)}
+            record = {"wheelhouse": self._wheelhouse.record(), "groups": sorted(self.groups)}
+            if self.extra:
+                record["requirements"] = list(self.extra)
+            return record

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,11 +29,13 @@ class BuildConfig(BaseModel):
     requirements: Path | None = Field(
         default=None,
         description="pinned requirements file (default: bench's own pins); the package groups "
-        "the suite's workloads need (Pillow, transformers) are added to it",
+        "the suite's workloads need (Pillow, transformers) and the requirements of its "
+        "kind: python workloads are added to it",
     )
 
-    def requirements_text(self, groups: Collection[str] = ()) -> str:
+    def requirements_text(self, groups: Collection[str] = (), extra: Sequence[str] = ()) -> str:
         """The pinned requirements every built target installs: the base pins (bench's or the
-        suite's file) followed by those of ``groups``; the base text alone when there are none."""
+        suite's file) followed by those of ``groups`` and then the ``extra`` lines of the
+        suite's own; the base text alone when there are none."""
         base = (self.requirements or REQUIREMENTS).read_text()
-        return package_groups.with_groups(base, groups)
+        return package_groups.with_groups(base, groups, extra)

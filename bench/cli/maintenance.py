@@ -45,6 +45,7 @@ def build(suite: Path) -> None:
         spec.build,
         note=lambda m: err.print(f"· {m}", highlight=False, soft_wrap=True),
         groups=groups.needed(spec.workloads),
+        extra=groups.requirements(spec.workloads),
     )
     wanted = [t for t in spec.targets if t.builds()]
     if not wanted:
@@ -56,6 +57,7 @@ def build(suite: Path) -> None:
     wheels = builder.record().get("wheelhouse", {})
     if wheels:
         extra = "".join(f" + {g}" for g in sorted(builder.groups))
+        extra += f" + {len(builder.extra)} of the suite's own" if builder.extra else ""
         out.print(
             f"wheelhouse: {wheels['path']} ({len(wheels['files'])} wheels: base{extra})",
             highlight=False,
