@@ -83,7 +83,8 @@ def _module(directory: Path, entry: str, where: tuple[Any, ...], at: Locate) -> 
     if found.relative_to(directory).as_posix() not in code.listing(directory):
         raise at(
             where,
-            f"{found} is not shipped: names beginning with a dot and __pycache__ are left out",
+            f"{found} is not shipped: names beginning with a dot, __pycache__ and links to "
+            "directories are left out",
         )
 
 
