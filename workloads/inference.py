@@ -30,6 +30,7 @@ from workloads.assets import StagedAssets
 from workloads.common import median, metric, synchronizer, torch_dtype
 from workloads.context import Context, Outcome
 from workloads.cpustate import CpuState
+from workloads.gpu import GpuMonitor
 from workloads.loop import LoopResult, injected_slowdown
 
 PERFORMANCE_SAMPLES = 64
@@ -101,8 +102,8 @@ def make_forward(
 def _warmup(
     forward: Callable[[Sequence[int]], None], unit: int, count: int, pool_size: int, done: Any
 ) -> list[float]:
-    """``count`` untimed-by-LoadGen forwards of one query's (or batch's) samples; their times
-    go to the raw data, and their median tells LoadGen what latency to expect."""
+    """``count`` forwards of one query's (or one batch's) samples before LoadGen starts: their
+    times go to the raw data, and their median tells LoadGen what latency to expect."""
     times = []
     for i in range(count):
         started = time.perf_counter()
@@ -114,7 +115,7 @@ def _warmup(
 
 def _measure(ctx: Context, setup: modelsetup.Setup, _: StagedAssets) -> Outcome:
     cfg = ctx.workload
-    unit, scenario = max_batch(cfg), cfg["scenario"]
+    unit = max_batch(cfg)
     pool_size = max(PERFORMANCE_SAMPLES, unit)
     dtype, shape = torch_dtype(cfg["dtype"]), models.options(cfg)
     setup.model.eval()
@@ -129,33 +130,41 @@ def _measure(ctx: Context, setup: modelsetup.Setup, _: StagedAssets) -> Outcome:
     with scope():
         model = modelsetup.compiled(setup, cfg["compile"], lambda f: f(pool[:unit]), ctx)
         forward = make_forward(model, pool, synchronizer(ctx.device))
-        monitor = ctx.monitor(ctx.device)
         ctx.ready(str(ctx.device))
         reporter = ctx.reporter(cfg["warmup_queries"] + expected_forwards(cfg))
         warmup = _warmup(forward, unit, cfg["warmup_queries"], pool_size, reporter.iteration_done)
     plan = plan_of(cfg, ctx.spec.seed, median(warmup) if warmup else None)
     slowdown = injected_slowdown()
-    marks: dict[str, CpuState] = {}
-
-    def between(moment: str) -> None:
-        if moment == "start":
-            monitor.mark("measured_start")
-        marks[moment] = CpuState.now()
-        if moment == "end":
-            monitor.mark("measured_end")
 
     def sut(lg: Any) -> loadgen.QueueSut:
         return loadgen.QueueSut(lg, forward, unit, scope, reporter.iteration_done, slowdown)
 
-    finished = loadgen.run(plan, pool_size, sut, scenario != "offline", between)
+    marks = _Marks(ctx.monitor(ctx.device))
+    finished = loadgen.run(plan, pool_size, sut, cfg["scenario"] != "offline", marks)
     try:
         loop = LoopResult(
-            warmup, finished.forward_times, [], finished.window_s, marks["start"],
-            marks["end"], slowdown,
+            warmup, finished.forward_times, [], finished.window_s, marks.cpu["start"],
+            marks.cpu["end"], slowdown,
         )  # fmt: skip
         return _outcome(cfg, plan, loop, finished, pool_size)
     finally:
         loadgen.cleanup(finished)
+
+
+class _Marks:
+    """The bounds of the measured phase, right around LoadGen's test: CPU readings, and marks
+    on the GPU monitor's timeline."""
+
+    def __init__(self, monitor: GpuMonitor) -> None:
+        self.monitor = monitor
+        self.cpu: dict[str, CpuState] = {}
+
+    def __call__(self, moment: str) -> None:
+        if moment == "start":
+            self.monitor.mark("measured_start")
+        self.cpu[moment] = CpuState.now()
+        if moment == "end":
+            self.monitor.mark("measured_end")
 
 
 def _outcome(
@@ -243,7 +252,7 @@ def _info(
     if detail.get("early_stopping_met") is False:
         reasons.append(f"early stopping: {logs.one_line(detail.get('early_stopping_result'))}")
     queries = int(detail.get("result_query_count") or 0)
-    return {
+    out = {
         "scenario": plan.scenario,
         "settings": {**plan.record(), "performance_sample_count": pool_size},
         "validity": valid or "UNKNOWN",
@@ -255,10 +264,11 @@ def _info(
         "latencies_traced": measured,
         "forwards": len(finished.forward_times),
         "mean_batch": sum(finished.batch_sizes) / max(len(finished.batch_sizes), 1),
-        "completed_samples_per_s": detail.get("result_completed_samples_per_sec"),
         "queries_needed": {} if plan.scenario == "offline" else logs.needed_per_percentile(),
         "loadgen_version": detail.get("loadgen_version"),
     }
+    completed = detail.get("result_completed_samples_per_sec")  # server: beside the offered
+    return out if completed is None else {**out, "completed_samples_per_s": completed}
 
 
 def _files(outdir: Path) -> dict[str, str]:
