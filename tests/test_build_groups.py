@@ -20,10 +20,10 @@ from bench.build.config import REQUIREMENTS, BuildConfig
 from bench.suite import load_suite, parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
-# The wheelhouse key of the quickstart before package groups existed (computed at that commit,
-# for this interpreter tag). A change here renames the quickstart's venv, image and guest disk:
-# update it only together with bench/build/requirements.txt.
-QUICKSTART_KEY = {"cp311-x86_64": "73b6996662808778"}
+# The wheelhouse key of the quickstart's base pins (MLPerf LoadGen among them), for this
+# interpreter tag. A change here renames the quickstart's venv, image and guest disk: update it
+# only together with bench/build/requirements.txt.
+QUICKSTART_KEY = {"cp311-x86_64": "32b18562bbc57fb3"}
 
 SUITE = """\
 name: groups

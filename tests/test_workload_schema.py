@@ -93,10 +93,18 @@ def test_every_number_has_a_bench_bound_and_no_bound_is_stale() -> None:
     assert set(workloadmodels.UPPER) == numbers
 
 
+REQUIRED = {
+    "python": {"path": "/srv/code", "entry": "bench_entry:run"},
+    "command": {"argv": ["true"]},
+}
+"""Valid values of the options a kind cannot do without, the base each case varies."""
+
+
 def samples(kind: str) -> list[dict[str, Any]]:
     """Values at and around each option's limits, from the worker's table; with the kind's
     defaults, some combinations also cross the warmup rule (``samples: 1``)."""
-    out: list[dict[str, Any]] = [{"kind": kind}, {"kind": kind, "no_such_option": 1}]
+    base = {"kind": kind, **REQUIRED.get(kind, {})}
+    out: list[dict[str, Any]] = [{"kind": kind}, base, {**base, "no_such_option": 1}]
     for name, option in spec.options(kind).items():
         if option.fields:
             values = [{}, {"format": "raw"}, {"format": "tokens"}, {"no_such_key": 1}, 1]
@@ -117,7 +125,7 @@ def samples(kind: str) -> list[dict[str, Any]]:
             assert option.gt is not None
             values = [option.gt + 0.5, 1, option.gt, option.gt - 1, math.inf, math.nan, "x"]
         values.append(None)
-        out += [{"kind": kind, name: value} for value in values]
+        out += [{**base, name: value} for value in values]
     return out
 
 
