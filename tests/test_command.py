@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from bench import results
 from bench.errors import SuiteError
 from bench.suite import parse_suite
-from tests.conftest import bench_cli
+from tests.conftest import bench_cli, run_suite
 from workloads import metricline, nvmldevice, run_workload
 from workloads.command import CommandError, CommandFailed
 from workloads.common import DeviceUnavailableError
@@ -241,6 +242,29 @@ def test_stopping_the_worker_ends_the_command_s_whole_tree(how: str) -> None:
         for pid in alive_with(marker):
             os.kill(pid, signal.SIGKILL)
         proc.communicate()
+
+
+TIMEOUT_SUITE = """
+name: t
+repetitions: 1
+targets: [{name: bare, kind: local}]
+workloads:
+  - name: hang
+    kind: command
+    env: {MARK: MARKER}
+    argv: [sh, -c, "setsid sleep 60 & sleep 60"]
+    timeout_s: 1
+"""
+
+
+@pytest.mark.slow
+def test_a_command_past_its_timeout_is_ended_with_all_it_started(tmp_path: Path) -> None:
+    marker = f"cmd-timeout-{uuid.uuid4().hex[:8]}"
+    proc = run_suite(tmp_path, TIMEOUT_SUITE.replace("MARKER", marker).replace("MARK", MARK))
+    assert proc.returncode == 1, proc.stderr
+    cell = results.load_cells(Path(proc.stdout.strip().splitlines()[-1])).iloc[0]
+    assert cell["status"] == "failed" and "worker timed out" in cell["error"]
+    assert alive_with(marker) == []
 
 
 # The GPU a command is watched on (a stand-in for NVML: this host has no GPU)
