@@ -49,8 +49,9 @@ def resolve(suite: Any, base: Path, at: Locate) -> Any:
         _module(directory, workload.entry, ("workloads", index, "entry"), at)
         workloads[index] = workload.model_copy(update={"path": str(directory)})
     _requirements(suite, base, at)
+    checked: dict[str, dict[str, Any]] = {}  # workloads sharing code, entry and params: once
     for index, workload in found:
-        _imports(Path(workloads[index].path), workload, index, at)
+        _imports(Path(workloads[index].path), workload, index, at, checked)
     return suite.model_copy(update={"workloads": workloads})
 
 
@@ -128,10 +129,15 @@ def _version(line: str) -> str:
     return line.split("==", 1)[1].strip()
 
 
-def _imports(directory: Path, workload: Any, index: int, at: Locate) -> None:
+def _imports(
+    directory: Path, workload: Any, index: int, at: Locate, checked: dict[str, dict[str, Any]]
+) -> None:
     """Import the entry in a subprocess and bind the params to its signature."""
     where = ("workloads", index, "entry")
-    result = check_entry(directory, workload.entry, workload.params or {})
+    key = json.dumps([str(directory), workload.entry, workload.params or {}], sort_keys=True)
+    if key not in checked:
+        checked[key] = check_entry(directory, workload.entry, workload.params or {})
+    result = checked[key]
     status = result.get("status")
     if status == "error":
         about = "params" if result.get("about") == "params" else "entry"

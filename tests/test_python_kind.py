@@ -173,3 +173,18 @@ def test_the_directory_ships_as_a_code_asset_the_worker_checks(tmp_path: Path, c
         run_workload(moved)
     (source / "bench_case.py").write_text(LOOP + "\n# edited\n")
     assert code.ensure(source, notes.append).key != asset.key  # new content, new copy
+
+
+@pytest.mark.slow
+def test_the_example_trains_and_records_its_accuracy() -> None:
+    """examples/python as its suite runs it, in miniature (the matrix runs a cheaper entry on
+    every target: building the example's optimizer imports torch._dynamo, seconds in a guest)."""
+    project = Path(__file__).resolve().parent.parent / "examples" / "python" / "project"
+    params = {"steps": 6, "warmup": 1, "batch_size": 8, "samples": 64, "held_out": 64}
+    workload = {"kind": "python", "path": str(project), "entry": "classifier.train:run"}
+    result = run_workload({"workload": {**workload, "params": params}, "seed": 1})
+    metrics = result["metrics"]
+    assert metrics["python.throughput"]["unit"] == "images/s"
+    assert len(result["raw"]["iteration_s"]) == 6
+    assert 0.0 <= metrics["user.accuracy"]["value"] <= 1.0
+    assert metrics["user.final_loss"]["value"] > 0

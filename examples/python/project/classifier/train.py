@@ -38,9 +38,10 @@ def run(
     channels: int = 16,
     workers: int = 0,
     lr: float = 0.01,
+    held_out: int = 256,
 ) -> None:
     train = data.loader(samples, size, batch_size, ctx.seed, workers, shuffle=True)
-    held_out = data.loader(256, size, 64, ctx.seed + 1, 0, shuffle=False)
+    test = data.loader(held_out, size, min(held_out, 64), ctx.seed + 1, 0, shuffle=False)
     net = model.build(channels).to(ctx.device)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
@@ -57,4 +58,4 @@ def run(
         optimizer.step()
 
     ctx.record("final_loss", loss.item())
-    ctx.record("accuracy", accuracy(net, held_out, ctx.device))
+    ctx.record("accuracy", accuracy(net, test, ctx.device))
