@@ -3,12 +3,13 @@ is loaded (``bench validate``, ``run``, ``build``, ``nightly``), before anything
 
 ``path`` is resolved against the suite file's directory and must be a directory bench can ship
 (``bench.assets.code``); the entry's module must be one of its files; the ``requirements`` must
-not pin a project differently from bench's pins or another workload. Then the entry is
-imported, never called, in a subprocess of the controller's interpreter
-(``python -m workloads.userentry``): bench itself never imports the user's code or torch. A
-module that is not installed in that interpreter (torch on a controller without it, a package
-only the targets install from ``requirements``) is not an error: a warning says the import
-was not checked here, and only the function's presence is checked, in the module's source.
+not pin a project differently from bench's pins or another workload (and a target that builds
+nothing, so does not install them, is warned about). Then the entry is imported, never called,
+in a subprocess of the controller's interpreter (``python -m workloads.userentry``): bench
+itself never imports the user's code or torch. A module that is not installed in that
+interpreter (torch on a controller without it, a package only the targets install from
+``requirements``) is not an error: a warning says the import was not checked here, and only
+the function's presence is checked, in the module's source.
 Each failure is one line naming the file, line and key.
 """
 
@@ -49,6 +50,7 @@ def resolve(suite: Any, base: Path, at: Locate) -> Any:
         _module(directory, workload.entry, ("workloads", index, "entry"), at)
         workloads[index] = workload.model_copy(update={"path": str(directory)})
     _requirements(suite, base, at)
+    _unbuilt(suite, at)
     checked: dict[str, dict[str, Any]] = {}  # workloads sharing code, entry and params: once
     for index, workload in found:
         _imports(Path(workloads[index].path), workload, index, at, checked)
@@ -123,6 +125,20 @@ def _requirements(suite: Any, base: Path, at: Locate) -> None:
                     f"{line.strip()} conflicts with {known[0]} ({known[1]}): every built "
                     "target installs one version of a project",
                 )
+
+
+def _unbuilt(suite: Any, at: Locate) -> None:
+    """A warning per target that installs no ``requirements``: one that runs an interpreter or
+    image as it is (``build: false``, an SSH host, a static VM) gets only what is there."""
+    wanted = [i for i, w in enumerate(suite.workloads) if getattr(w, "requirements", None)]
+    if not wanted:
+        return
+    for target in (t for t in suite.targets if not t.builds()):
+        message = (
+            f"target {target.name!r} runs its interpreter or image as it is (no build: true), "
+            "so these requirements are not installed there"
+        )
+        warnings.warn(str(at(("workloads", wanted[0], "requirements"), message)), stacklevel=3)
 
 
 def _version(line: str) -> str:

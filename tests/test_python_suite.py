@@ -109,7 +109,8 @@ def test_bench_validate_exits_2_with_one_line(project: Path) -> None:
 
 def test_requirements_join_the_wheelhouse_text_once(project: Path) -> None:
     extra = "requirements: [six==1.17.0, 'Jinja2==3.1.6']\n"
-    loaded = load_suite(suite(project, extra=extra))
+    with pytest.warns(UserWarning, match="target 'bare' runs its interpreter or image as it is"):
+        loaded = load_suite(suite(project, extra=extra))
     pins = groups.requirements(loaded.workloads)
     assert pins == ("six==1.17.0", "Jinja2==3.1.6")
     builder = Builder(BuildConfig(), groups=groups.needed(loaded.workloads), extra=pins)
