@@ -11,7 +11,7 @@ Prints, per offered load: each target's median p99 with its bootstrap 95% interv
 repetitions LoadGen ruled VALID (p99 under ``--bound-ms`` and enough queries for early
 stopping), and the container/bare ratio of the paired repetitions' p99.
 
-    .venv/bin/python benchmarks/server_sweep.py [--qps 250,500,1000,2000] [--reps 5]
+    .venv/bin/python benchmarks/server_sweep.py [--qps 500,1000,2000,4000,8000] [--reps 5]
         [--queries 500] [--bound-ms 10] [--batch 8]
 """
 
@@ -90,7 +90,7 @@ def row(samples: pd.DataFrame, cells: pd.DataFrame, workload: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--qps", default="250,500,1000,2000", help="offered loads, comma list")
+    parser.add_argument("--qps", default="500,1000,2000,4000,8000", help="offered loads, comma list")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--bound-ms", type=float, default=10.0)
