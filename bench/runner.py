@@ -266,6 +266,7 @@ class Runner:
         record = _record(cell, target, workload.kind, outcome, started_at, start)
         record.error = envvars.redact(record.error, self.secrets)  # a worker may print one
         record.stderr_tail = envvars.redact(record.stderr_tail, self.secrets)
+        record.info = envvars.redact_all(record.info, self.secrets)
         if cache_state is not None:
             record.info["cache"] = cache_state
         verdict = judge(record.error, record.info, self.suite.min_iterations)

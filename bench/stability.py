@@ -20,8 +20,12 @@ COLD_FACTOR = 1.5  # first repetition this much worse than the rest's median
 WARMING_FACTOR = 0.85  # last third of iterations this much faster than the first third
 MIN_ITERATIONS = 9  # fewer per-iteration values say nothing about a trend
 TIME_UNITS = {"s"}
-RATE_UNITS = {"samples/s", "queries/s", "bytes/s", "tokens/s"}
-RAW_SERIES = ("step_time_s", "latency_s", "batch_time_s", "request_s")
+RAW_SERIES = ("step_time_s", "latency_s", "batch_time_s", "request_s", "iteration_s")
+
+
+def _rate(unit: str) -> bool:
+    """A per-second unit: bench's own (samples/s, bytes/s, tokens/s) or a user's (images/s)."""
+    return unit.endswith("/s")
 
 
 def warnings(
@@ -72,7 +76,11 @@ def _too_few(samples: pd.DataFrame) -> list[str]:
 
 def _variation(unit: str, values: np.ndarray) -> float | None:
     """The coefficient of variation of a time or rate when it exceeds the limit, else None."""
-    if unit not in TIME_UNITS | RATE_UNITS or len(values) < MIN_FOR_SPREAD or values.mean() == 0:
+    if (
+        not (unit in TIME_UNITS or _rate(unit))
+        or len(values) < MIN_FOR_SPREAD
+        or values.mean() == 0
+    ):
         return None
     cv = float(values.std(ddof=1) / abs(values.mean()))
     return cv if cv > CV_LIMIT else None
@@ -85,7 +93,7 @@ def _cold_factor(unit: str, values: np.ndarray) -> float | None:
     first, rest = values[0], float(np.median(values[1:]))
     if unit in TIME_UNITS and rest > 0 and first > COLD_FACTOR * rest:
         return float(first / rest)
-    if unit in RATE_UNITS and first > 0 and rest > COLD_FACTOR * first:
+    if _rate(unit) and first > 0 and rest > COLD_FACTOR * first:
         return float(rest / first)
     return None
 

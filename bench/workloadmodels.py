@@ -71,7 +71,7 @@ def field_type(name: str, option: spec.Option) -> Any:
     elif option.type is str:
         annotation = NonEmpty
     elif option.type is list:
-        annotation = Annotated[list[NonEmpty], Field(min_length=option.ge or 0)]
+        annotation = Annotated[list[str], Field(min_length=option.ge or 0)]
     elif option.type is dict:
         annotation = dict[str, Any]
     elif name not in UPPER:

@@ -20,6 +20,8 @@ from bench.targets.sshconn import Endpoint, connect
 from tests.conftest import bench_cli
 
 TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 4, warmup_steps: 1, threads: 1}"
+PRINTS = "{name: prints, kind: command, argv: [sh, -c, 'echo token: $HF_TOKEN >&2']}"
+"""A command that succeeds and prints the secret to stderr, whose tail its cell keeps."""
 KINDS = {
     "local": "kind: local",
     "ssh": "kind: ssh, host: example.com",
@@ -145,7 +147,7 @@ def night(tmp_path_factory, request):
     suite.write_text(
         "name: secrets\nrepetitions: 1\ntargets:\n"
         + "".join(f"  - {t}\n" for t in targets)
-        + f"workloads:\n  - {TRAIN}\n"
+        + f"workloads:\n  - {TRAIN}\n  - {PRINTS}\n"
     )
     done = bench_cli("nightly", str(suite), "--history", str(history), env=controller)
     seen = {kind: worker_environments(root / kind) for kind in ("local", "ssh")}
@@ -157,7 +159,7 @@ def test_a_secret_reaches_the_worker_and_is_written_nowhere(night) -> None:
     done, history, seen, controller = night
     secret = controller["BENCH_TEST_SECRET"]
     assert done.returncode == 1, done.stderr  # the local cells failed, the SSH one did not
-    assert len(seen["local"]) == 2  # the fingerprint and the cell's worker
+    assert len(seen["local"]) == 3  # the fingerprint and the workers of the two cells
     for local in seen["local"]:
         assert (local["HF_TOKEN"], local["OMP_NUM_THREADS"]) == (secret, "1")
     assert list(history.rglob("report.html")) and list(history.rglob("cells.jsonl"))
@@ -170,13 +172,17 @@ def test_a_secret_reaches_the_worker_and_is_written_nowhere(night) -> None:
 @pytest.mark.slow  # one real nightly run, shared
 def test_an_ssh_worker_gets_plain_variables_and_secrets(night) -> None:
     _, history, seen, controller = night
-    (remote,) = seen["ssh"]
-    assert remote["HF_TOKEN"] == controller["BENCH_TEST_SECRET"]
-    assert remote["OMP_NUM_THREADS"] == "1"
+    assert len(seen["ssh"]) == 2  # the workers of the two cells
+    for remote in seen["ssh"]:
+        assert remote["HF_TOKEN"] == controller["BENCH_TEST_SECRET"]
+        assert remote["OMP_NUM_THREADS"] == "1"
     cells = [
         json.loads(line) for line in next(history.rglob("cells.jsonl")).read_text().splitlines()
     ]
-    assert {c["target"]: c["status"] for c in cells}["remote"] == "ok"
+    remote_cells = [c for c in cells if c["target"] == "remote"]
+    assert [c["status"] for c in remote_cells] == ["ok", "ok"]
+    printed = next(c for c in remote_cells if c["workload"] == "prints")
+    assert printed["info"]["command"]["stderr_tail"].strip() == "token: ***"
 
 
 @pytest.mark.slow  # one real nightly run, shared

@@ -68,3 +68,16 @@ def test_iterations_still_speeding_up_after_warmup() -> None:
     assert "increase the warmup" in found[0]
     short = {"c": {"latency_s": list(np.linspace(0.02, 0.01, 6))}}  # too few to judge
     assert warnings(frame(STEADY), short) == []
+
+
+def test_a_users_own_rate_and_iterations_are_judged_like_benchs() -> None:
+    """``python.throughput`` in the user's unit (images/s) is a rate, and a python cell's raw
+    ``iteration_s`` is a per-iteration series: both are checked as bench's own are."""
+    noisy = {("w", "t", "python.throughput", "images/s"): [100.0, 60, 140, 80, 120]}
+    found = warnings(frame(noisy))
+    assert len(found) == 1 and "python.throughput" in found[0]
+    cold = {("w", "t", "python.throughput", "images/s"): [40.0, 100.0, 101.0, 99.0, 100.0]}
+    assert any("python.throughput 2.5x" in w for w in warnings(frame(cold)))
+    raw = {"0001-t-w-r0": {"iteration_s": list(np.linspace(0.02, 0.01, 12))}}
+    found = warnings(frame(STEADY), raw)
+    assert len(found) == 1 and found[0].startswith("0001-t-w-r0: iteration_s still falling")

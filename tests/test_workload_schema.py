@@ -205,7 +205,8 @@ def test_lists_of_strings_and_free_form_objects_are_checked_on_both_sides() -> N
     assert argv.check("w.argv", ["sh", "-c", "x"]) == ["sh", "-c", "x"]
     assert params.check("w.params", {"k": {"n": [1]}}) == {"k": {"n": [1]}}
     assert params.check("w.params", None) is None
-    for option, bad in ((argv, []), (argv, "ls"), (argv, [1]), (argv, [""]), (params, [1])):
+    assert argv.check("w.argv", ["ssh-keygen", "-N", ""]) == ["ssh-keygen", "-N", ""]
+    for option, bad in ((argv, []), (argv, "ls"), (argv, [1]), (params, [1])):
         with pytest.raises(spec.SpecError, match=r"w\.x"):
             option.check("w.x", bad)
     with pytest.raises(spec.SpecError, match="non-empty string"):

@@ -47,7 +47,10 @@ def _read_spec(path: str | None, inline: str | None = None) -> Spec:
 
 
 def _fail(emit: Emitter, exc: BaseException, code: int) -> int:
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    # After a user's program failed, the stderr tail kept for the cell should end with the
+    # program's own words, not the worker's frames.
+    if getattr(exc, "traceback_helps", True):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     emit(error_event(exc))
     return code
 

@@ -55,6 +55,8 @@ class CommandError(RuntimeError):
 class CommandFailed(RuntimeError):
     """The program ran but failed: a non-zero exit status, a signal, a malformed metric line."""
 
+    traceback_helps = False  # the program's own stderr says why; the worker's stack would not
+
 
 @dataclass
 class CommandContext(Context):

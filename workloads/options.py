@@ -61,14 +61,16 @@ def text(name: str, value: Any) -> str:
 
 
 def strings(minimum: int) -> Check:
-    """A list of non-empty strings, at least ``minimum`` long (an argv, a requirements list)."""
+    """A list of strings, at least ``minimum`` long (an argv, a requirements list); an item may
+    be empty, as a program's argument can be."""
 
     def check(name: str, value: Any) -> Any:
         if not isinstance(value, list) or len(value) < minimum:
             least = f" of at least {minimum} item(s)" if minimum else ""
             raise SpecError(f"{name} must be a list{least} of strings, got {value!r}")
         for index, item in enumerate(value):
-            text(f"{name}[{index}]", item)
+            if not isinstance(item, str):
+                raise SpecError(f"{name}[{index}] must be a string, got {item!r}")
         return list(value)
 
     return check

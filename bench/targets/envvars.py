@@ -150,6 +150,18 @@ def redact(text: str | None, values: Iterable[str]) -> str | None:
     return text
 
 
+def redact_all(value: Any, values: Iterable[str]) -> Any:
+    """``value`` (a cell's info: JSON-like) with ``redact`` applied to every string in it, so a
+    program's stderr kept in the info never stores a secret it printed."""
+    if isinstance(value, str):
+        return redact(value, values)
+    if isinstance(value, dict):
+        return {key: redact_all(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_all(item, values) for item in value]
+    return value
+
+
 def inherited(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The part of bench's environment a local worker needs (see ``INHERITED``)."""
     environ = os.environ if environ is None else environ
