@@ -90,7 +90,9 @@ def row(samples: pd.DataFrame, cells: pd.DataFrame, workload: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--qps", default="500,1000,2000,4000,8000", help="offered loads, comma list")
+    parser.add_argument(
+        "--qps", default="500,1000,2000,4000,8000", help="offered loads, comma list"
+    )
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--bound-ms", type=float, default=10.0)
