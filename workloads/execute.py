@@ -121,13 +121,12 @@ def execute(spec: Spec, emit: Emit) -> Event:
     ctx: Context | None = None
     plain = spec.kind in TORCHLESS
     try:
-        kind = importlib.import_module(f"workloads.{spec.kind}")  # one per spec.KINDS
         if plain:
             imported, not_imported = {}, {"startup.import_s": NO_TORCH}
-            ctx = kind.context(spec, emit, started)
-        else:
+        else:  # before the kind's module, which imports torch: the import is timed here
             imported, not_imported = _import_torch()
-            ctx = _context(spec, emit, started)
+        kind = importlib.import_module(f"workloads.{spec.kind}")  # one per spec.KINDS
+        ctx = kind.context(spec, emit, started) if plain else _context(spec, emit, started)
         outcome = kind.run(ctx)
     finally:
         memory.stop()
