@@ -140,25 +140,30 @@ def test_the_controllers_workloads_extra_pins_the_groups_tops() -> None:
 
 
 @pytest.mark.slow
-def test_a_venv_built_with_the_pillow_group_imports_pil(tmp_path: Path, monkeypatch) -> None:
-    """The real path: suite pins + the pillow group -> a wheelhouse -> a venv that imports PIL.
-    (A one-package pins file stands in for torch, to keep the download and install short.)"""
+def test_a_venv_built_with_a_group_and_a_workloads_requirements_imports_them(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The real path: suite pins + the pillow group + a python workload's own requirement ->
+    a wheelhouse -> a venv that imports all three (a one-package pins file stands in for torch,
+    to keep the download and install short); the image and the guest disk install that same
+    wheelhouse."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     own = tmp_path / "pins.txt"
     own.write_text("nvidia-ml-py==13.615.71\n")
-    builder = Builder(BuildConfig(requirements=own), groups={"pillow"})
+    builder = Builder(BuildConfig(requirements=own), groups={"pillow"}, extra=("six==1.17.0",))
     python = builder.venv(sys.executable)
     done = subprocess.run(
-        [str(python), "-c", "import PIL, pynvml; print(PIL.__version__)"],
+        [str(python), "-c", "import PIL, pynvml, six; print(PIL.__version__, six.__version__)"],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert done.returncode == 0 and done.stdout.strip() == "13.0.0", done.stderr
+    assert done.returncode == 0 and done.stdout.split() == ["13.0.0", "1.17.0"], done.stderr
     record = builder.record()
-    assert record["groups"] == ["pillow"]
+    assert record["groups"] == ["pillow"] and record["requirements"] == ["six==1.17.0"]
     assert sorted(n.split("-")[0] for n in record["wheelhouse"]["files"]) == [
         "nvidia_ml_py",
         "pillow",
+        "six",
     ]
     assert record["wheelhouse"]["key"] == wheelhouse.key_of(builder.requirements())

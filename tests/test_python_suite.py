@@ -4,8 +4,6 @@ in bench, and ``requirements`` reach the wheelhouse every built target installs 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -119,28 +117,3 @@ def test_requirements_join_the_wheelhouse_text_once(project: Path) -> None:
     assert text.count("Jinja2==3.1.6") == 1  # already a base pin: not repeated
     assert wheelhouse.key_of(text) != wheelhouse.key_of(REQUIREMENTS.read_text())
     assert Builder(BuildConfig(), extra=()).requirements() == REQUIREMENTS.read_text()
-
-
-@pytest.mark.slow
-def test_a_venv_built_with_a_workloads_requirements_imports_them(tmp_path, monkeypatch) -> None:
-    """The real path, as for the package groups: pins + the workload's requirement -> a
-    wheelhouse -> a venv that imports it (a one-package pins file stands in for torch, to keep
-    the download and install short); the image and the guest disk install that wheelhouse."""
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    own = tmp_path / "pins.txt"
-    own.write_text("nvidia-ml-py==13.615.71\n")
-    builder = Builder(BuildConfig(requirements=own), extra=("six==1.17.0",))
-    python = builder.venv(sys.executable)
-    done = subprocess.run(
-        [str(python), "-c", "import six, pynvml; print(six.__version__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0 and done.stdout.strip() == "1.17.0", done.stderr
-    record = builder.record()
-    assert record["requirements"] == ["six==1.17.0"]
-    assert sorted(n.split("-")[0] for n in record["wheelhouse"]["files"]) == [
-        "nvidia_ml_py",
-        "six",
-    ]
