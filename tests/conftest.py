@@ -82,10 +82,15 @@ def run_suite(root: Path, text: str, *args: str) -> subprocess.CompletedProcess[
 
 MATRIX = REPO / "tests" / "matrix"
 MATRIX_TARGETS = {
-    "local": "{name: bare, kind: local}",
-    "docker": "{name: ctr, kind: docker, build: true}",
-    "vm": "{name: vm, kind: vm, vcpus: 2, memory: 1g, accel: auto}",
+    "local": ["{name: bare, kind: local}"],
+    "docker": ["{name: ctr, kind: docker, build: true}"],
+    "vm": [  # a guest beside the matched venv it is compared with (tests/test_vm.py)
+        "{name: bare, kind: local, baseline: true, build: true}",
+        "{name: vm, kind: vm, vcpus: 2, memory: 1g, accel: auto}",
+    ],
 }
+UNDER_TEST = {"local": "bare", "docker": "ctr", "ssh": "remote", "vm": "vm"}
+"""The target of each matrix run whose cells the tests read."""
 
 
 @dataclass
@@ -94,6 +99,7 @@ class MatrixRun:
 
     proc: subprocess.CompletedProcess[str]
     run_dir: Path | None
+    target: str  # the target under test (a vm run also has the bare-metal baseline)
 
     @property
     def cells(self) -> pd.DataFrame:
@@ -106,14 +112,16 @@ class MatrixRun:
         return results.load(self.run_dir)
 
     def cell(self, workload: str) -> dict[str, Any]:
-        """The one cell of ``workload`` as a dict (the matrix runs one repetition)."""
-        rows = self.cells[self.cells["workload"] == workload]
+        """The target's cell of ``workload`` as a dict (the matrix runs one repetition)."""
+        cells = self.cells
+        rows = cells[(cells["workload"] == workload) & (cells["target"] == self.target)]
         assert len(rows) == 1, (workload, self.proc.stdout, self.proc.stderr)
         return rows.iloc[0].to_dict()
 
     def metrics(self, workload: str) -> dict[str, float]:
-        """Metric name to value for ``workload``'s cell."""
-        rows = self.samples[self.samples["workload"] == workload]
+        """Metric name to value for the target's cell of ``workload``."""
+        samples = self.samples
+        rows = samples[(samples["workload"] == workload) & (samples["target"] == self.target)]
         return dict(zip(rows["metric"], rows["value"], strict=True))
 
     def raw(self, workload: str) -> dict[str, Any]:
@@ -124,9 +132,11 @@ class MatrixRun:
         return results.load_raw(self.run_dir)[slug]
 
 
-def matrix_suite(target: str) -> str:
-    """A suite of one target and the workloads of every fragment in ``tests/matrix`` (or of
-    those ``BENCH_MATRIX_PARTS`` names, comma-separated), ``{repo}`` replaced in each."""
+def matrix_suite(kind: str, targets: list[str]) -> str:
+    """A suite of ``targets`` and the workloads of every fragment in ``tests/matrix`` (or of
+    those ``BENCH_MATRIX_PARTS`` names, comma-separated), ``{repo}`` replaced in each. A
+    workload's ``matrix_kinds`` (a list) limits it to those target kinds: a QEMU guest under
+    emulation takes a minute a cell, so it runs only what no other kind can show."""
     wanted = [p for p in os.environ.get("BENCH_MATRIX_PARTS", "").split(",") if p]
     parts = sorted(MATRIX.glob("*.yaml"))
     if wanted:
@@ -134,8 +144,10 @@ def matrix_suite(target: str) -> str:
     workloads: list[Any] = []
     for part in parts:
         text = part.read_text().replace("{repo}", str(REPO))
-        workloads += yaml.safe_load(text) or []
-    suite = {"name": "matrix", "repetitions": 1, "targets": [yaml.safe_load(target)]}
+        for workload in yaml.safe_load(text) or []:
+            if kind in workload.pop("matrix_kinds", [kind]):
+                workloads.append(workload)
+    suite = {"name": "matrix", "repetitions": 1, "targets": [yaml.safe_load(t) for t in targets]}
     return yaml.safe_dump({**suite, "workloads": workloads}, sort_keys=False)
 
 
@@ -166,17 +178,17 @@ def matrix_run(request, matrix_runs, tmp_path_factory) -> Callable[[str], Matrix
                 server = request.getfixturevalue("matrix_server")
                 workdir = root / "remote"
                 workdir.mkdir()
-                target = server.target_yaml(python=sys.executable, workdir=str(workdir))
+                targets = [server.target_yaml(python=sys.executable, workdir=str(workdir))]
             else:
-                target = MATRIX_TARGETS[kind]
+                targets = MATRIX_TARGETS[kind]
             suite = root / "suite.yaml"
-            suite.write_text(matrix_suite(target))
+            suite.write_text(matrix_suite(kind, targets))
             proc = bench_cli(
                 "run", str(suite), "--results-dir", str(root / "results"), timeout=1800
             )
             last = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
             found = Path(last[0]) if last and Path(last[0]).is_dir() else None
-            matrix_runs[kind] = MatrixRun(proc, found)
+            matrix_runs[kind] = MatrixRun(proc, found, UNDER_TEST[kind])
         return matrix_runs[kind]
 
     return run

@@ -25,7 +25,7 @@ def marked_processes() -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ("local", "docker", "ssh"))  # a guest runs cmd-fail only
 def test_a_command_is_measured_like_any_workload(matrix_run, kind: str) -> None:
     run = matrix_run(kind)
     cell = run.cell("cmd-ok")
