@@ -48,6 +48,15 @@ def alive_with(marker: str) -> list[int]:
     return found
 
 
+def gone(marker: str, within_s: float = 5.0) -> bool:
+    """Whether every process marked ``marker`` has gone: a killed process's teardown (its
+    memory freed, its /proc entry removed) finishes asynchronously, late on a loaded host."""
+    deadline = time.monotonic() + within_s
+    while alive_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive_with(marker) == []
+
+
 def sleepers(marker: str) -> str:
     """Shell text that starts two marked background sleepers, one in a session of its own (out
     of reach of a signal to the worker's process group)."""
@@ -140,7 +149,7 @@ def test_a_command_s_info_keeps_its_exit_and_output(result: dict[str, Any]) -> N
 
 def test_processes_a_command_leaves_are_ended(result: dict[str, Any]) -> None:
     assert result["info"]["command"]["leftover_processes"] == 2
-    assert alive_with(result["marker"]) == []
+    assert gone(result["marker"])
 
 
 @pytest.mark.parametrize(
@@ -234,8 +243,8 @@ def test_stopping_the_worker_ends_the_command_s_whole_tree(how: str) -> None:
             os.killpg(proc.pid, signal.SIGTERM)
         else:
             os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=10) == (143 if how == "group-term" else 130)
-        assert alive_with(marker) == []
+        assert proc.wait(timeout=30) == (143 if how == "group-term" else 130)
+        assert gone(marker)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -264,7 +273,7 @@ def test_a_command_past_its_timeout_is_ended_with_all_it_started(tmp_path: Path)
     assert proc.returncode == 1, proc.stderr
     cell = results.load_cells(Path(proc.stdout.strip().splitlines()[-1])).iloc[0]
     assert cell["status"] == "failed" and "worker timed out" in cell["error"]
-    assert alive_with(marker) == []
+    assert gone(marker)
 
 
 # The GPU a command is watched on (a stand-in for NVML: this host has no GPU)
