@@ -20,7 +20,7 @@ from bench import results
 from bench.errors import SuiteError
 from bench.suite import parse_suite
 from tests.conftest import bench_cli, run_suite
-from workloads import metricline, nvmldevice, run_workload
+from workloads import metricline, nvmldevice, proctree, run_workload
 from workloads.command import CommandError, CommandFailed
 from workloads.common import DeviceUnavailableError
 
@@ -113,8 +113,10 @@ def result() -> dict[str, Any]:
         'echo "{\\"bench_metric\\": \\"gpus\\", \\"value\\": ${#CUDA_VISIBLE_DEVICES}}"; '
         "sleep 0.2"
     )
+    before = set(proctree.children(os.getpid()))
     found = run_workload(spec(["sh", "-c", program], env={"CMD_VALUE": "hello"}, device="cpu"))
     found["marker"] = marker
+    found["new_children"] = sorted(set(proctree.children(os.getpid())) - before)
     return found
 
 
@@ -150,6 +152,7 @@ def test_a_command_s_info_keeps_its_exit_and_output(result: dict[str, Any]) -> N
 def test_processes_a_command_leaves_are_ended(result: dict[str, Any]) -> None:
     assert result["info"]["command"]["leftover_processes"] == 2
     assert gone(result["marker"])
+    assert result["new_children"] == []  # the killed ones reaped: no zombie of the caller's
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def marked_processes() -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("kind", ("local", "docker", "ssh"))  # a guest runs cmd-fail only
+@pytest.mark.parametrize("kind", ("local", "docker", "ssh"))  # a guest runs cmd-fail alone
 def test_a_command_is_measured_like_any_workload(matrix_run, kind: str) -> None:
     run = matrix_run(kind)
     cell = run.cell("cmd-ok")

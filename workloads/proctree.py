@@ -24,6 +24,7 @@ from workloads.memory import PROC, task_children, tree_pids
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
+REAP_WAIT_S = 5.0  # the longest the exits of killed processes are awaited
 MAX_KILL_ROUNDS = 100  # a tree that keeps forking while it is killed still ends
 
 
@@ -121,27 +122,34 @@ class Reaper:
     def _reap(self) -> None:
         """Collect the exit status of this process's own new children that have exited, so
         that they stop being listed (zombies) and are not left behind."""
-        for pid in children(os.getpid()):
-            if pid not in self._before:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
+        for pid in self._new_children():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+    def _new_children(self) -> list[int]:
+        return [pid for pid in children(os.getpid()) if pid not in self._before]
+
+    def _reap_all(self) -> None:
+        """Reap until no new child is left: a killed process exits asynchronously (later on a
+        loaded host), and one reaped too early stays a zombie child of an in-process caller."""
+        deadline = time.monotonic() + REAP_WAIT_S
+        self._reap()
+        while self._new_children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self._reap()
 
     def end_all(self) -> int:
         """SIGTERM every stray process, SIGKILL whatever is left after the grace period,
         until none is left; how many processes there were."""
         ended: set[int] = set()
         pids = self.stray()
-        if not pids:
-            self._reap()
-            return 0
-        ended.update(pids)
-        _signal(pids, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_s
-        while time.monotonic() < deadline:
-            self._reap()
-            if not self.stray():
-                return len(ended)
-            time.sleep(0.02)
+        if pids:
+            ended.update(pids)
+            _signal(pids, signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            while self.stray() and time.monotonic() < deadline:
+                self._reap()
+                time.sleep(0.02)
         for _ in range(MAX_KILL_ROUNDS):
             pids = self.stray()
             if not pids:
@@ -150,5 +158,5 @@ class Reaper:
             _signal(pids, signal.SIGKILL)
             time.sleep(0.01)
             self._reap()
-        self._reap()
+        self._reap_all()
         return len(ended)

@@ -45,7 +45,13 @@ def _sample_row(row: Any) -> dict[str, Any]:
     sample = asdict(_adapter(Sample).validate_python(row))
     resultrows.index(sample["cell"], "cell")
     resultrows.index(sample["repetition"], "repetition")
+    sample["unit"] = RENAMED_UNITS.get((sample["metric"], sample["unit"]), sample["unit"])
     return sample
+
+
+RENAMED_UNITS = {("infer.throughput", "queries/s"): "samples/s"}
+"""Units older runs wrote for the same quantity: inference throughput always counted samples
+(batch size x requests per second), so a stored run and a new one compare as they are."""
 
 
 def _cell_row(row: Any) -> dict[str, Any]:
