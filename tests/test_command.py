@@ -35,10 +35,10 @@ def spec(argv: list[str], **options: Any) -> dict[str, Any]:
 MARK = "CMD_TEST_MARK"
 
 
-def alive_with(marker: str) -> list[int]:
-    """Live processes whose environment carries ``MARK=marker``."""
+def alive_with(marker: str, variable: str = MARK) -> list[int]:
+    """Live processes whose environment carries ``variable=marker``."""
     found = []
-    wanted = f"{MARK}={marker}".encode()
+    wanted = f"{variable}={marker}".encode()
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and wanted in (entry / "environ").read_bytes().split(b"\0"):

@@ -3,26 +3,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
+from tests.test_command import alive_with
 
 pytestmark = pytest.mark.slow
 
 KINDS = ("local", "docker", "ssh", "vm")
-MARK = b"CMD_MATRIX_MARK=cmd-matrix-leftover"
 
 
 def marked_processes() -> list[int]:
     """Live processes started with the matrix command's env (its leftover sleeper)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and MARK in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return alive_with("cmd-matrix-leftover", "CMD_MATRIX_MARK")
 
 
 @pytest.mark.parametrize("kind", ("local", "docker", "ssh"))  # a guest runs cmd-fail alone
