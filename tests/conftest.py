@@ -120,9 +120,16 @@ class MatrixRun:
 
     def metrics(self, workload: str) -> dict[str, float]:
         """Metric name to value for the target's cell of ``workload``."""
+        return self._column(workload, "value")
+
+    def units(self, workload: str) -> dict[str, str]:
+        """Metric name to stored unit for the target's cell of ``workload``."""
+        return self._column(workload, "unit")
+
+    def _column(self, workload: str, column: str) -> dict[str, Any]:
         samples = self.samples
         rows = samples[(samples["workload"] == workload) & (samples["target"] == self.target)]
-        return dict(zip(rows["metric"], rows["value"], strict=True))
+        return dict(zip(rows["metric"], rows[column], strict=True))
 
     def raw(self, workload: str) -> dict[str, Any]:
         """The raw file of ``workload``'s cell."""

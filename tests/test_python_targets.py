@@ -32,7 +32,7 @@ def test_the_users_code_runs_and_is_measured_like_any_workload(matrix_run, kind:
     assert len(times) == 10 and len(run.raw(WORKLOAD)["warmup_iteration_s"]) == 2
     assert metrics["python.iteration_s"] == pytest.approx(statistics.median(times))
     assert metrics["python.throughput"] == pytest.approx(8 * 10 / sum(times))
-    units = run.samples.set_index("metric")["unit"]
+    units = run.units(WORKLOAD)
     assert units["python.throughput"] == "rows/s" and units["python.iteration_s"] == "s"
     assert 0.0 <= metrics["user.agreement"] <= 1.0 and units["user.agreement"] == ""
     assert metrics["user.params"] == 16 * 32 + 32 + 32 * 2 + 2 and units["user.params"] == "weights"

@@ -57,6 +57,8 @@ COMMON = {
     "cpu.sys_pct",
 }
 GPU = set(GPU_METRICS)
+ENVIRONMENTAL = ("the CPU was thermally", "the CPU clock fell", "the hypervisor took")
+"""The verdict's reasons that report the machine (throttling, clock, steal), not the cell."""
 
 
 def run_dir_of(done: subprocess.CompletedProcess[str]) -> Path:
@@ -106,7 +108,11 @@ def test_cells_record_absent_metrics_with_reasons(tiny_run) -> None:
     run_dir = run_dir_of(tiny_run[0])
     cells = load_cells(run_dir)
     assert len(cells) == 6 and (cells["status"] == "ok").all()
-    assert (cells["verdict"] == "VALID").all() and not any(cells["reasons"].map(len))
+    # A shared machine may truly steal or slow the CPU during a cell; that is the only
+    # reason a cell of this suite may be INVALID for.
+    for verdict, reasons in zip(cells["verdict"], cells["reasons"], strict=True):
+        assert (verdict == "VALID") == (not reasons), (verdict, reasons)
+        assert all(reason.startswith(ENVIRONMENTAL) for reason in reasons), reasons
     for info in cells[cells.workload == "load"]["info"]:  # inside the deployment's directory
         assert info["dataset_dir"].startswith(os.path.join(tempfile.gettempdir(), "bench-"))
     for absent in cells["absent"]:

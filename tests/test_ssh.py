@@ -188,6 +188,26 @@ def test_ctrl_c_stops_the_remote_worker_and_removes_the_run_dir(server, remote_d
     assert list(remote_dir.iterdir()) == []
 
 
+def test_ctrl_c_while_the_remote_worker_starts_still_stops_it(server, remote_dir, tmp_path):
+    """Ctrl-C before the worker has reported its pid (its interpreter still starting): the
+    worker is found by the pid its shell wrote, not left to run on."""
+    slow = tmp_path / "slow-python"  # a worker that takes a minute to start
+    slow.write_text(
+        f'#!/bin/sh\ncase "$*" in "-m workloads run "*) sleep 60;; esac\nexec {sys.executable} "$@"\n'
+    )
+    slow.chmod(0o755)
+    target = server.target_yaml(python=str(slow), workdir=str(remote_dir))
+    proc = start_run(tmp_path, suite(tmp_path, [target], [TRAIN]))
+    pid = _wait_for_worker(remote_dir, proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert not _alive(pid)
+    assert not _processes_in(remote_dir), "the starting worker's shell ran on"
+    assert list(remote_dir.iterdir()) == []
+
+
 def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
     long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
     path = suite(tmp_path, [remote(server, remote_dir)], [long])
@@ -206,21 +226,30 @@ def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
     assert list(remote_dir.iterdir()) == []
 
 
+def _processes_in(remote_dir: Path) -> list[tuple[int, bytes]]:
+    """(pid, command line) of the live processes working in a cell directory of ``remote_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cwd.startswith(str(remote_dir)) and "/cell-" in cwd and _alive(int(entry.name)):
+            found.append((int(entry.name), cmdline))
+    return found
+
+
 def _wait_for_worker(remote_dir: Path, proc: subprocess.Popen, timeout: float = 90) -> int:
     """PID of a worker whose working directory is a cell directory under ``remote_dir``."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         assert proc.poll() is None, proc.communicate()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cwd = os.readlink(entry / "cwd")
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if cwd.startswith(str(remote_dir)) and "/cell-" in cwd and b"workloads" in cmdline:
-                return int(entry.name)
+        for pid, cmdline in _processes_in(remote_dir):
+            if b"workloads" in cmdline:
+                return pid
         time.sleep(0.1)
     raise AssertionError("no remote worker appeared")
 

@@ -31,9 +31,22 @@ def execute(client: paramiko.SSHClient, command: str, timeout: float = 120) -> t
         raise TargetError(f"remote command failed: {exc or type(exc).__name__}") from None
 
 
+PID_FILE = ".worker-pid"
+"""Written by the worker's shell into the cell directory before it ``exec``s the worker, so
+that a worker stopped before it reported its pid (Ctrl-C during its start) can still be found."""
+
 KILL_GROUP = """
 import os, signal, sys, time
-group = int(sys.argv[1])
+def leader(arg):
+    if arg.isdigit():
+        return int(arg)
+    for _ in range(100):  # a pid file: the shell writes it as it starts
+        try:
+            return int(open(arg).read())
+        except (OSError, ValueError):
+            time.sleep(0.1)
+    return None
+group = leader(sys.argv[1])
 def send(sig):
     try:
         os.killpg(group, sig)
@@ -46,7 +59,7 @@ def gone(tenths):
         if not send(0):
             return True
     return False
-if send(signal.SIGTERM) and not gone(20):
+if group is not None and send(signal.SIGTERM) and not gone(20):
     send(signal.SIGKILL)
     gone(50)  # SIGKILL is delivered asynchronously: return once the group has exited
 """
@@ -67,7 +80,7 @@ def worker_command(
     reads = "".join(f"IFS= read -r {k} && export {k} && " for k in hidden)
     assignments = " ".join(q(f"{k}={v}") for k, v in public.items())
     words = " ".join(q(a) for a in args)
-    cd = f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)}"
+    cd = f"mkdir -p {q(cell_dir)} && cd {q(cell_dir)} && echo $$ > {PID_FILE}"
     return f"{cd} && {reads}exec env -- {assignments} {words}"
 
 
@@ -80,14 +93,16 @@ def secret_input(env: Mapping[str, str | FromEnv]) -> bytes:
     return "".join(values[k] + "\n" for k in sorted(values)).encode()
 
 
-def kill_group_command(python: str, pid: int) -> str:
-    """TERM, then after a 2 s grace period KILL, the process group ``pid`` leads, and wait
+def kill_group_command(python: str, leader: str) -> str:
+    """TERM, then after a 2 s grace period KILL, the process group ``leader`` leads, and wait
     (up to 5 s) until it has exited, so that a stopped worker is gone when this returns.
+    ``leader`` is a pid or the path of a cell's ``PID_FILE`` (waited for up to 10 s: the
+    shell writes it as soon as it runs, which may be just after the channel opened).
 
     Written in Python rather than with the shell's ``kill``: dash, Debian's ``sh``, cannot
     signal a process group (it rejects both ``-PID`` and ``--``).
     """
-    return f"{q(python)} -c {q(KILL_GROUP)} {pid}"
+    return f"{q(python)} -c {q(KILL_GROUP)} {q(leader)}"
 
 
 def start_worker(

@@ -27,6 +27,7 @@ from bench.errors import TargetError, WorkerError
 from bench.targets import envvars, remotedir, worker
 from bench.targets.base import Measurement, bare_metal_overhead
 from bench.targets.remotecmd import (
+    PID_FILE,
     execute,
     kill_group_command,
     q,
@@ -38,6 +39,7 @@ from bench.targets.ssh import SshTargetConfig
 from bench.targets.sshconn import Endpoint, connect
 from bench.targets.stream import EventStream
 
+KILL_S = 30  # the pid file's 10 s, TERM's 2 s grace, KILL's 5 s, and a loaded host's slack
 REMOTE_HOST_MEMORY = "remote host: the controller does not probe a remote host's memory"
 
 
@@ -45,10 +47,16 @@ class SshDeployment:
     """A worker running on the remote host, streamed over one SSH channel."""
 
     def __init__(
-        self, client: paramiko.SSHClient, channel: paramiko.Channel, label: str, python: str
+        self,
+        client: paramiko.SSHClient,
+        channel: paramiko.Channel,
+        label: str,
+        python: str,
+        cell_dir: str,
     ) -> None:
         self.client = client
         self.python = python
+        self.cell_dir = cell_dir
         self.channel = channel
         self.label = label
         self.pid: int | None = None
@@ -93,16 +101,21 @@ class SshDeployment:
         The worker leads its own process group (sshd starts every command in a new session),
         so DataLoader processes go with it.
         """
-        if self.pid is None or self._exit_status() is not None:
+        if self._exit_status() is not None:
             return True
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             return False  # a closed channel looks "exited"; the worker may well run on
         try:
-            execute(self.client, kill_group_command(self.python, self.pid), timeout=15)
+            execute(self.client, kill_group_command(self.python, self.leader()), timeout=KILL_S)
         except TargetError:
             return False
         return True
+
+    def leader(self) -> str:
+        """The worker's pid once it reported one, else its shell's pid file: a worker stopped
+        during its start (Ctrl-C before the start event) is found all the same."""
+        return str(self.pid) if self.pid is not None else posixpath.join(self.cell_dir, PID_FILE)
 
 
 class SshTarget:
@@ -112,7 +125,8 @@ class SshTarget:
 
     def __init__(self, config: SshTargetConfig) -> None:
         self.config = config
-        self._orphans: set[int] = set()  # workers a dropped connection kept us from stopping
+        # workers a dropped connection kept us from stopping: leader (pid or pid file) to cell
+        self._orphans: dict[str, str] = {}
         self._owned = remotedir.Owned()  # the remote run directories this target created
         self._suffix = uuid.uuid4().hex[:8]  # this invocation's run directories are its own
         self._assets = RemoteAssets(self)
@@ -301,28 +315,33 @@ class SshTarget:
             command = self._command(pkg_dir, cell_dir, worker.run_args(self.config.python))
             secrets = secret_input(self.config.env)
             channel = start_worker(client, command, spec, self.label, secrets)
-            deployment = SshDeployment(client, channel, self.label, self.config.python)
+            deployment = SshDeployment(client, channel, self.label, self.config.python, cell_dir)
             yield deployment
         finally:
             with interrupts.deferred():
+                gone = [q(ram)] if ram else []
                 if deployment is not None and not deployment.stop_worker():
-                    self._orphans.add(deployment.pid or 0)
+                    # the cell directory (and its pid file) stays until cleanup stops it
+                    self._orphans[deployment.leader()] = cell_dir
+                else:
+                    gone.append(q(cell_dir))
                 with suppress(TargetError):
-                    extra = f" {q(ram)}" if ram else ""
-                    execute(client, f"rm -rf {q(cell_dir)}{extra}", timeout=30)
+                    if gone:
+                        execute(client, f"rm -rf {' '.join(gone)}", timeout=30)
                 client.close()
 
     def cleanup(self, run_id: str) -> None:
         """Remove the run's remote directory (reconnecting: the last session may be gone).
         Until that succeeds it stays in the invocation's record, for ``bench gc``."""
         created = self._disown(run_id)  # only a directory this process made is ours to remove
-        if not created and not self._orphans - {0}:
+        if not created and not self._orphans:
             state.current().discard(self._state_key(run_id))
             return  # nothing was made on the host: no need to reach it
         client = self._connect()
         try:
-            for pid in sorted(self._orphans - {0}):
-                execute(client, kill_group_command(self.config.python, pid), timeout=15)
+            for leader, cell_dir in sorted(self._orphans.items()):
+                execute(client, kill_group_command(self.config.python, leader), timeout=KILL_S)
+                execute(client, f"rm -rf {q(cell_dir)}", timeout=30)
             self._orphans.clear()
             if created:
                 path = self.run_dir(run_id)
