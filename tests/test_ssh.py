@@ -192,9 +192,8 @@ def test_ctrl_c_while_the_remote_worker_starts_still_stops_it(server, remote_dir
     """Ctrl-C before the worker has reported its pid (its interpreter still starting): the
     worker is found by the pid its shell wrote, not left to run on."""
     slow = tmp_path / "slow-python"  # a worker that takes a minute to start
-    slow.write_text(
-        f'#!/bin/sh\ncase "$*" in "-m workloads run "*) sleep 60;; esac\nexec {sys.executable} "$@"\n'
-    )
+    wait = 'case "$*" in "-m workloads run "*) sleep 60;; esac'
+    slow.write_text(f'#!/bin/sh\n{wait}\nexec {sys.executable} "$@"\n')
     slow.chmod(0o755)
     target = server.target_yaml(python=str(slow), workdir=str(remote_dir))
     proc = start_run(tmp_path, suite(tmp_path, [target], [TRAIN]))
