@@ -136,6 +136,14 @@ def test_a_command_reports_its_wall_time_and_its_own_metrics(result: dict[str, A
     assert result["absent"]["gpu.util_mean_pct"] == "workload ran on cpu"
 
 
+def test_an_injected_slowdown_stretches_the_measured_span(monkeypatch) -> None:
+    """``BENCH_INJECT_SLOWDOWN`` works on a command as on a loop: 2 makes 0.2 s take 0.6 s."""
+    monkeypatch.setenv("BENCH_INJECT_SLOWDOWN", "2")
+    found = run_workload(spec(["sleep", "0.2"], device="cpu"))
+    assert 0.6 <= found["metrics"]["command.wall_s"]["value"] < 3.0
+    assert found["info"]["injected_slowdown"] == 2.0
+
+
 def test_a_command_s_info_keeps_its_exit_and_output(result: dict[str, Any]) -> None:
     info = result["info"]
     assert "torch" not in info and "threads" not in info

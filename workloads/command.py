@@ -11,6 +11,7 @@ just before the launch to the moment the program's exit is collected. ``ready`` 
 right before the launch and ``first_step`` right after the exit, so start-up phases, memory of
 the process tree, CPU time (the program's and its children's), GPU samples (``nvmldevice``),
 the verdict and the reports treat it like any other cell; the suite's repetitions are its sample.
+``BENCH_INJECT_SLOWDOWN`` stretches the measured span as it stretches another kind's iteration.
 
 The program reports metrics of its own as JSON lines on stdout (``metricline``): each becomes
 ``user.<name>`` (the last line of a name wins; all of its values go into the raw data). Its
@@ -36,7 +37,7 @@ from workloads import metricline, nvmldevice
 from workloads.common import metric
 from workloads.context import Context, Outcome
 from workloads.cpustate import CpuState
-from workloads.loop import LoopResult
+from workloads.loop import LoopResult, injected_slowdown, stretch
 from workloads.proctree import Reaper
 from workloads.protocol import Emit, make_event
 from workloads.spec import Spec
@@ -222,6 +223,7 @@ def run(ctx: CommandContext) -> Outcome:
     """Run the program once, with every process it starts ended before this returns."""
     argv = list(ctx.workload["argv"])
     output = Output()
+    slowdown = injected_slowdown()
     with Reaper() as reaper:
         ctx.ready(str(ctx.device))
         ctx.gpu.mark("measured_start")
@@ -231,6 +233,7 @@ def run(ctx: CommandContext) -> Outcome:
         assert proc.stdout is not None and proc.stderr is not None
         output.attach(proc.stdout, proc.stderr)
         status, max_rss = _wait(proc)
+        stretch(began, slowdown)  # BENCH_INJECT_SLOWDOWN: the program's life is its iteration
         wall = time.perf_counter() - began
         after = CpuState.now()
         ctx.gpu.mark("measured_end")
@@ -244,7 +247,7 @@ def run(ctx: CommandContext) -> Outcome:
         )
     if output.malformed is not None:
         raise CommandFailed(f"{argv[0]} printed a malformed metric line: {output.malformed}")
-    loop = RunResult([], [wall], [], wall, before, after)
+    loop = RunResult([], [wall], [], wall, before, after, slowdown)
     return _outcome(ctx, loop, output, max_rss, leftovers, adopting, drained)
 
 
