@@ -71,7 +71,7 @@ def test_offline_is_valid_with_throughput_only(matrix_run, kind: str) -> None:
     assert len(run.raw("lg-offline")["batch_time_s"]) == 12 == cell["info"]["loadgen"]["forwards"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["local", "docker", "ssh"])  # not in a guest: see loadgen.yaml
 def test_a_server_offered_more_than_it_sustains_is_invalid_with_loadgens_reason(
     matrix_run, kind: str
 ) -> None:
