@@ -66,7 +66,7 @@ class VmDeployment(SshDeployment):
         vm: Guest,
         sampler: PssSampler,
     ) -> None:
-        super().__init__(client, channel, label, guest_build.PYTHON)
+        super().__init__(client, channel, label, guest_build.PYTHON, CELL_DIR)
         self.vm = vm
         self.sampler = sampler
         self.worker_peak: float | None = None
