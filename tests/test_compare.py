@@ -265,27 +265,25 @@ def test_json_is_strict_and_complete(tmp_path: Path) -> None:
 # --- real runs, end to end ------------------------------------------------------------------
 
 # Five repetitions at least for a test, six so that one INVALID or failed cell still leaves
-# enough. One torch thread keeps the step time steady on a busy 2-core machine; the median of
-# 60 steps is a stable number, and few iterations keep each run under half a minute.
+# enough. A command cell (no torch start-up) is a whole repetition in a fraction of a second;
+# its command.wall_s is the sleep plus the launch of the program.
 SUITE = """\
 name: cmp
 repetitions: 6
-min_iterations: 5
 targets:
   - {{name: bare, kind: local{env}}}
 workloads:
-  - {{name: train, kind: train_step, model: mlp, batch_size: 8, steps: 60, warmup_steps: 10,
-     threads: 1}}
+  - {{name: cmd, kind: command, argv: [sleep, "0.05"]}}
 """
-# Every iteration five times as long: the load of other processes on a shared 2-core machine
-# can move a 2 ms step by half or more between runs, and the test must not depend on a quiet
-# machine; the stretch is mostly sleep, so it adds no load of its own.
+# The program's life five times as long: the load of other processes on a shared 2-core machine
+# can move the launch of a program by several milliseconds between runs, and the test must not
+# depend on a quiet machine; the stretch is a sleep, so it adds no load of its own.
 SLOWED = ', env: {BENCH_INJECT_SLOWDOWN: "4"}'
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Three real runs: a base, an identical twin, and one whose iterations take 5x as long."""
+    """Three real runs: a base, an identical twin, and one whose program takes 5x as long."""
     root = tmp_path_factory.mktemp("compare")
     found = {}
     for run_id, env in (("base", ""), ("twin", ""), ("slow", SLOWED)):
@@ -313,15 +311,15 @@ def test_identical_runs_have_no_regression(runs) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no regression" in done.stdout
     # a second run of the same suite: when other processes share this 2-core machine, start-up
-    # and step time move by half or more from one run to the next (a real difference in the
-    # machine, which no test on two runs can tell from a regression), so no verdict on the twin
-    # is asserted, only that every cell was matched; the rule that decides is covered on
-    # synthetic samples with known answers above
+    # and a program's wall time move by half or more from one run to the next (a real
+    # difference in the machine, which no test on two runs can tell from a regression), so no
+    # verdict on the twin is asserted, only that every cell was matched; the rule that decides
+    # is covered on synthetic samples with known answers above
     done = cli(runs["base"], runs["twin"], "--format", "json")
     assert done.returncode in (0, 1), done.stdout + done.stderr
     doc = json.loads(done.stdout)
     rows = {row["metric"]: row for row in doc["rows"]}
-    assert {"train.step_time_s", "train.throughput", "startup.total_s"} <= set(rows)
+    assert {"command.wall_s", "startup.total_s"} <= set(rows)
     assert all(row["n_base"] >= MIN_FOR_CI and row["n_new"] >= MIN_FOR_CI for row in rows.values())
     assert not {"added", "removed"} & {row["status"] for row in rows.values()}
 
@@ -330,7 +328,7 @@ def test_identical_runs_have_no_regression(runs) -> None:
 def test_injected_slowdown_is_a_regression(runs) -> None:
     done = cli(runs["base"], runs["slow"])
     assert done.returncode == 1, done.stdout + done.stderr
-    line = next(ln for ln in done.stdout.splitlines() if "train.step_time_s" in ln)
+    line = next(ln for ln in done.stdout.splitlines() if "command.wall_s" in ln)
     assert "regression" in line
     assert re.search(r"^\d+ regressions? \(", done.stdout, re.MULTILINE)
     assert "BENCH_INJECT_SLOWDOWN" in done.stdout  # the changed target definition is noted
@@ -338,14 +336,14 @@ def test_injected_slowdown_is_a_regression(runs) -> None:
     done = cli(runs["base"], runs["slow"], "--format", "json")
     assert done.returncode == 1
     doc = json.loads(done.stdout)
-    step = next(r for r in doc["rows"] if r["metric"] == "train.step_time_s")
-    assert step["status"] == "regression"
-    assert step["ratio"] > 2.0 and step["p_value"] < 0.05 and step["ci_low"] > 1.0
+    wall = next(r for r in doc["rows"] if r["metric"] == "command.wall_s")
+    assert wall["status"] == "regression"
+    assert wall["ratio"] > 2.0 and wall["p_value"] < 0.05 and wall["ci_low"] > 1.0
     assert doc["summary"]["regressions"] >= 1
 
     done = cli(runs["base"], runs["slow"], "--format", "md")
     assert done.returncode == 1
-    assert "| bare | train | train.step_time_s ↓ |" in done.stdout
+    assert "| bare | cmd | command.wall_s ↓ |" in done.stdout
     assert "**regression (>5%)**" in done.stdout
 
 
@@ -382,7 +380,7 @@ def test_different_hosts_are_refused_unless_allowed(runs, tmp_path: Path) -> Non
         (["{base}", "{missing}"], "no such run directory"),
         (["{base}", "{suite_dir}"], "not a run directory"),
         (["{base}", "{base}", "--threshold", "5 percent"], "--threshold '5 percent': not a"),
-        (["{base}", "{base}", "--metric-threshold", "train.stp_s=5%"], "train.stp_s: unknown"),
+        (["{base}", "{base}", "--metric-threshold", "command.wal_s=5%"], "command.wal_s: unknown"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(runs, tmp_path: Path, args, message) -> None:
