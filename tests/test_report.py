@@ -21,7 +21,7 @@ needs_chromium = pytest.mark.skipif(BINARY is None, reason="chromium is not inst
 
 SMALL = """\
 name: small
-description: two identical local targets; one workload too short to trust
+description: two identical local targets; one workload whose every cell fails
 repetitions: 5
 min_iterations: 5
 targets:
@@ -29,7 +29,7 @@ targets:
   - {name: twin, kind: local}
 workloads:
   - {name: infer, kind: inference, model: mlp, min_query_count: 64, warmup_queries: 3}
-  - {name: short, kind: train_step, model: mlp, batch_size: 4, steps: 3, warmup_steps: 1}
+  - {name: broken, kind: command, argv: [sh, -c, "echo 'usage: broken <input>' >&2; exit 2"]}
 """
 FIGURES_WITHOUT_GPU = [
     "Change against the baseline",
@@ -71,7 +71,7 @@ def assert_self_contained(page: Path, figures: int) -> None:
 @pytest.mark.slow
 def test_run_writes_the_report_and_names_it(small_run) -> None:
     done, run_dir = small_run
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # the failed cells; the report is written all the same
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == str(run_dir)  # the run directory stays the last line
     assert lines[-2] == f"report: {run_dir / 'report.html'} (and report.md)"
@@ -92,9 +92,10 @@ def test_report_puts_invalid_cells_and_warnings_first(small_run) -> None:
     html = (run_dir / "report.html").read_text()
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     assert html.index("Read this first") < html.index("INVALID cells") < html.index("Results")
-    assert "too few measured iterations (3 &lt; min_iterations 5)" in html
+    assert "exited with status 2" in html and "usage: broken &lt;input&gt;" in html
     built = document.build(run_dir)
-    assert set(built.invalid["workload"]) == {"short"} and len(built.invalid) == 10
+    assert "10 of 20 cells failed; see INVALID cells" in built.warnings
+    assert set(built.invalid["workload"]) == {"broken"} and len(built.invalid) == 10
     assert [title for title, _ in built.figures.items] == FIGURES_WITHOUT_GPU
 
 
