@@ -26,8 +26,12 @@ pytestmark = [
     pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="openssh-server missing"),
 ]
 
-TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 6, warmup_steps: 1}"
-INFER = "{name: infer, kind: inference, model: mlp, min_query_count: 10, warmup_queries: 2}"
+TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 3, warmup_steps: 1}"
+INFER = "{name: infer, kind: inference, model: mlp, min_query_count: 5, warmup_queries: 1}"
+# Command cells for the tests whose subject is SSH itself: no torch start-up in the worker.
+CMD = '{name: cmd, kind: command, argv: [sleep, "0.05"]}'
+# A cell that runs until it is stopped; the worker (``python -m workloads run``) is its parent.
+LONG = '{name: long, kind: command, argv: [sleep, "300"], timeout_s: 120}'
 
 
 def suite(tmp_path: Path, targets: list[str], workloads: list[str], reps: int = 1) -> Path:
@@ -71,7 +75,7 @@ def test_local_and_ssh_produce_the_same_metrics(server, remote_dir, tmp_path) ->
 
 
 def test_package_is_uploaded_once_per_run(server, remote_dir, tmp_path) -> None:
-    path = suite(tmp_path, [remote(server, remote_dir)], [TRAIN], reps=2)
+    path = suite(tmp_path, [remote(server, remote_dir)], [CMD], reps=2)
     proc = start_run(tmp_path, path)
     seen: set[str] = set()
     while proc.poll() is None:  # watch the remote run directory while the run goes on
@@ -98,8 +102,8 @@ def start_run(tmp_path: Path, path: Path) -> subprocess.Popen:
     )
 
 
-def failing_run(tmp_path: Path, target: str) -> tuple[str, Path]:
-    done, run_dir = run(tmp_path, suite(tmp_path, [target], [TRAIN]))
+def failing_run(tmp_path: Path, target: str, workload: str = CMD) -> tuple[str, Path]:
+    done, run_dir = run(tmp_path, suite(tmp_path, [target], [workload]))
     assert done.returncode == 1, done.stderr
     cells = load_cells(run_dir)
     assert (cells["status"] == "failed").all()
@@ -131,7 +135,7 @@ def test_unknown_host_is_refused_unless_accept_new(server, remote_dir, tmp_path,
     state = tmp_path / "state"
     monkeypatch.setenv("BENCH_STATE_DIR", str(state))
     target = remote(server, remote_dir, known_hosts=str(empty), host_key="accept-new")
-    done, _ = run(tmp_path, suite(tmp_path, [target], [TRAIN]))
+    done, _ = run(tmp_path, suite(tmp_path, [target], [CMD]))
     assert done.returncode == 0, done.stderr
     assert f"[{server.host}]:{server.port} ssh-ed25519" in (state / "known_hosts").read_text()
 
@@ -156,15 +160,14 @@ def test_torch_missing_on_remote(server, remote_dir, tmp_path) -> None:
     if probe.returncode == 0:
         pytest.skip("the system python has torch")
     error, _ = failing_run(
-        tmp_path, server.target_yaml(python="/usr/bin/python3", workdir=str(remote_dir))
+        tmp_path, server.target_yaml(python="/usr/bin/python3", workdir=str(remote_dir)), TRAIN
     )
     assert "No module named 'torch'" in error and "install torch" in error
     assert list(remote_dir.iterdir()) == []
 
 
 def test_worker_killed_mid_run(server, remote_dir, tmp_path) -> None:
-    long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
-    path = suite(tmp_path, [remote(server, remote_dir)], [long, TRAIN])
+    path = suite(tmp_path, [remote(server, remote_dir)], [LONG, CMD])
     proc = start_run(tmp_path, path)
     pid = _wait_for_worker(remote_dir, proc)
     time.sleep(1.0)
@@ -173,13 +176,12 @@ def test_worker_killed_mid_run(server, remote_dir, tmp_path) -> None:
     assert proc.returncode == 1, stderr
     cells = load_cells(Path(stdout.strip().splitlines()[-1])).set_index("workload")
     assert "before reporting a result" in cells.loc["long", "error"]
-    assert cells.loc["train", "status"] == "ok"  # the other cell still ran
+    assert cells.loc["cmd", "status"] == "ok"  # the other cell still ran
     assert list(remote_dir.iterdir()) == []
 
 
 def test_ctrl_c_stops_the_remote_worker_and_removes_the_run_dir(server, remote_dir, tmp_path):
-    long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
-    proc = start_run(tmp_path, suite(tmp_path, [remote(server, remote_dir)], [long]))
+    proc = start_run(tmp_path, suite(tmp_path, [remote(server, remote_dir)], [LONG]))
     pid = _wait_for_worker(remote_dir, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -208,8 +210,7 @@ def test_ctrl_c_while_the_remote_worker_starts_still_stops_it(server, remote_dir
 
 
 def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
-    long = "{name: long, kind: train_step, model: cnn, steps: 100000, timeout_s: 120}"
-    path = suite(tmp_path, [remote(server, remote_dir)], [long])
+    path = suite(tmp_path, [remote(server, remote_dir)], [LONG])
     proc = start_run(tmp_path, path)
     pid = _wait_for_worker(remote_dir, proc)
     time.sleep(1.0)
@@ -267,13 +268,14 @@ def test_suite_values_cannot_inject_commands(server, tmp_path) -> None:
     evil_dir.mkdir(parents=True)
     env = {"EVIL": f"$(touch {marker}3)`touch {marker}4`"}
     target = server.target_yaml(python=sys.executable, workdir=str(evil_dir), env=env)
-    done, _ = run(tmp_path, suite(tmp_path, [target], [TRAIN]))
-    assert done.returncode == 0, done.stderr
     evil_python = server.target_yaml(
         name="evil", python=f"{sys.executable}; touch {marker}5", workdir=str(evil_dir)
     )
-    done, _ = run(tmp_path, suite(tmp_path, [evil_python], [TRAIN]))
-    assert done.returncode == 1
+    done, run_dir = run(tmp_path, suite(tmp_path, [target, evil_python], [CMD]))
+    assert done.returncode == 1, done.stderr  # the evil target fails, the other runs
+    cells = load_cells(run_dir).set_index("target")
+    assert cells.loc["remote", "status"] == "ok", cells.loc["remote", "error"]
+    assert cells.loc["evil", "status"] == "failed"
     assert not list(tmp_path.glob("pwned*"))
     assert list(evil_dir.iterdir()) == []
 
@@ -297,7 +299,8 @@ def second_host(tmp_path: Path):
 
 def test_parallel_hosts_overlap_across_hosts_never_within(server, second_host, tmp_path) -> None:
     targets = [remote(server, tmp_path, name="h1"), remote(second_host, tmp_path, name="h2")]
-    done, run_dir = run(tmp_path, suite(tmp_path, targets, [TRAIN, INFER]), "--parallel-hosts", "2")
+    first = '{name: first, kind: command, argv: [sleep, "3"]}'  # long enough to overlap
+    done, run_dir = run(tmp_path, suite(tmp_path, targets, [first, CMD]), "--parallel-hosts", "2")
     assert done.returncode == 0, done.stderr
     cells = load_cells(run_dir)
     spans = {

@@ -20,6 +20,11 @@ from tests.sshd import SSHD, SshServer
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
+# Command cells: the faults are the target's, so the worker needs no torch start-up. ``long``
+# runs until it is stopped (its worker, ``python -m workloads run``, is the sleep's parent).
+CMD = {"name": "cmd", "kind": "command", "argv": ["sleep", "0.05"]}
+LONG = {"name": "long", "kind": "command", "argv": ["sleep", "300"], "timeout_s": 300}
+
 
 def stop_and_check(scope: Scope, proc: subprocess.Popen[str], sig: signal.Signals, target: str):
     """Send ``sig`` mid-cell; bench must stop as documented, keeping the finished cell."""
@@ -27,7 +32,7 @@ def stop_and_check(scope: Scope, proc: subprocess.Popen[str], sig: signal.Signal
     status, _, stderr = runs.finish(proc)
     assert status == 130, stderr
     runs.one_line(stderr, f"error: interrupted; 1 finished cells kept in {runs.run_dir(scope)}")
-    runs.cells_kept(scope, ok=[f"train@{target}"])
+    runs.cells_kept(scope, ok=[f"cmd@{target}"])
     assert load_manifest(runs.run_dir(scope))["status"] == "interrupted"
     assert_nothing_left(scope)
 
@@ -36,7 +41,7 @@ def test_ctrl_c_mid_container_cell(tmp_path: Path) -> None:
     client = ensure_engine()
     scope = Scope(tmp_path, docker=True)
     target = {"name": "ctr", "kind": "docker", "build": True}
-    proc = runs.start(scope, runs.suite(scope, [target], [runs.TRAIN, runs.LONG]))
+    proc = runs.start(scope, runs.suite(scope, [target], [CMD, LONG]))
     label = {"label": f"bench.run_id={scope.run_id}"}
     runs.wait_for(lambda: runs.cells_written(scope) == 1, proc, 300, "the first cell")
     runs.wait_for(lambda: client.containers.list(filters=label), proc, 120, "the long cell")
@@ -49,7 +54,7 @@ def test_sigterm_mid_ssh_cell(server: SshServer, tmp_path: Path) -> None:
     workdir.mkdir()
     scope = Scope(tmp_path, workdirs=(workdir,))
     target = runs.ssh_target(server, workdir)
-    proc = runs.start(scope, runs.suite(scope, [target], [runs.TRAIN, runs.LONG]))
+    proc = runs.start(scope, runs.suite(scope, [target], [CMD, LONG]))
     runs.wait_for(lambda: runs.cells_written(scope) == 1, proc, 300, "the first cell")
     runs.wait_for(lambda: worker_pids(scope), proc, 120, "the long cell's worker")
     stop_and_check(scope, proc, signal.SIGTERM, "remote")

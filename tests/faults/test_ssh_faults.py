@@ -21,14 +21,14 @@ pytestmark = [
     pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server missing"),
 ]
 
-LOAD = {
-    "name": "load",
-    "kind": "data_loading",
-    "samples": 64,
-    "sample_bytes": 65536,  # 4 MiB of samples on a 1 MiB file system
-    "batch_size": 16,
-    "num_workers": 0,
-    "warmup_batches": 1,
+# Command cells: the faults are the target's, so the worker needs no torch start-up. ``long``
+# runs until it is stopped (its worker, ``python -m workloads run``, is the sleep's parent).
+CMD = {"name": "cmd", "kind": "command", "argv": ["sleep", "0.05"]}
+LONG = {"name": "long", "kind": "command", "argv": ["sleep", "300"], "timeout_s": 300}
+FILL = {  # 4 MiB written into the cell's directory on a 1 MiB file system
+    "name": "fill",
+    "kind": "command",
+    "argv": ["sh", "-c", "head -c 4194304 /dev/zero > fill"],
 }
 
 
@@ -45,7 +45,7 @@ def parent(pid: int) -> int:
 
 def test_connection_dropped_mid_cell(server: SshServer, scope: Scope) -> None:
     (workdir,) = scope.workdirs
-    path = runs.suite(scope, [runs.ssh_target(server, workdir)], [runs.TRAIN, runs.LONG])
+    path = runs.suite(scope, [runs.ssh_target(server, workdir)], [CMD, LONG])
     proc = runs.start(scope, path)
     runs.wait_for(lambda: runs.cells_written(scope) == 1, proc, 300, "the first cell")
     (pid,) = runs.wait_for(lambda: worker_pids(scope), proc, 120, "the long cell's worker")
@@ -53,13 +53,13 @@ def test_connection_dropped_mid_cell(server: SshServer, scope: Scope) -> None:
     status, _, stderr = runs.finish(proc)
     assert status == 1, stderr
     runs.one_line(stderr, "cell failed: long on remote #1", "connection dropped")
-    runs.cells_kept(scope, ok=["train@remote"], failed=["long@remote"])
+    runs.cells_kept(scope, ok=["cmd@remote"], failed=["long@remote"])
     assert_nothing_left(scope)
 
 
 @pytest.fixture
 def small_disk(scope: Scope) -> Iterator[Path]:
-    """The remote work directory on a 1 MiB tmpfs: room for the worker, not for its data."""
+    """The remote work directory on a 1 MiB tmpfs: room for the worker, not for its output."""
     (workdir,) = scope.workdirs
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m", "bench-fault", str(workdir)], check=True
@@ -71,9 +71,9 @@ def small_disk(scope: Scope) -> Iterator[Path]:
 
 
 def test_remote_disk_full(server: SshServer, scope: Scope, small_disk: Path) -> None:
-    path = runs.suite(scope, [runs.ssh_target(server, small_disk)], [runs.TRAIN, LOAD])
+    path = runs.suite(scope, [runs.ssh_target(server, small_disk)], [CMD, FILL])
     done = runs.run(scope, path)
     assert done.returncode == 1, done.stderr
-    runs.one_line(done.stderr, "cell failed: load on remote #1", "No space left on device")
-    runs.cells_kept(scope, ok=["train@remote"], failed=["load@remote"])
+    runs.one_line(done.stderr, "cell failed: fill on remote #1", "No space left on device")
+    runs.cells_kept(scope, ok=["cmd@remote"], failed=["fill@remote"])
     assert_nothing_left(scope)
