@@ -70,7 +70,7 @@ def test_run_warns_about_a_problem_before_the_first_cell(write_suite, tmp_path) 
         name: noisy
         repetitions: 1
         targets: [{name: bare, kind: local}]
-        workloads: [{name: t, kind: train_step, batch_size: 4, steps: 2, warmup_steps: 1}]
+        workloads: [{name: cmd, kind: command, argv: [sleep, "0.05"]}]
     """)
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from tests.conftest import bench_cli
+from bench.cli import main
 
 SUITE = """\
 name: sched
@@ -29,6 +30,13 @@ def places(tmp_path: Path) -> tuple[Path, list[str]]:
     suite.write_text(SUITE)
     dirs = ["--unit-dir", str(tmp_path / "units"), "--cron-dir", str(tmp_path / "cron.d")]
     return suite, dirs
+
+
+def bench_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``bench`` run in this process: the console script's click command, its exit status and
+    its two streams, without an interpreter's start-up per call."""
+    done = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(args, done.exit_code, done.stdout, done.stderr)
 
 
 def install(suite: Path, dirs: list[str], *args: str) -> subprocess.CompletedProcess[str]:

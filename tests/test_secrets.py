@@ -19,7 +19,8 @@ from bench.targets.remotecmd import execute, worker_command
 from bench.targets.sshconn import Endpoint, connect
 from tests.conftest import bench_cli
 
-TRAIN = "{name: train, kind: train_step, batch_size: 8, steps: 4, warmup_steps: 1, threads: 1}"
+SLEEP = "{name: sleep, kind: command, argv: [sleep, '0.05']}"
+"""A cell that imports no torch: what is checked is the environment its worker starts with."""
 PRINTS = "{name: prints, kind: command, argv: [sh, -c, 'echo token: $HF_TOKEN >&2']}"
 """A command that succeeds and prints the secret to stderr, whose tail its cell keeps."""
 KINDS = {
@@ -38,7 +39,7 @@ def suite_text(target: str, env: str) -> str:
     return (
         "name: secrets\nrepetitions: 1\ntargets:\n"
         f"  - {{name: t, {target},\n     env: {env}}}\n"
-        f"workloads:\n  - {TRAIN}\n"
+        f"workloads:\n  - {SLEEP}\n"
     )
 
 
@@ -147,7 +148,7 @@ def night(tmp_path_factory, request):
     suite.write_text(
         "name: secrets\nrepetitions: 1\ntargets:\n"
         + "".join(f"  - {t}\n" for t in targets)
-        + f"workloads:\n  - {TRAIN}\n  - {PRINTS}\n"
+        + f"workloads:\n  - {SLEEP}\n  - {PRINTS}\n"
     )
     done = bench_cli("nightly", str(suite), "--history", str(history), env=controller)
     seen = {kind: worker_environments(root / kind) for kind in ("local", "ssh")}

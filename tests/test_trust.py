@@ -95,7 +95,7 @@ def test_cells_fail_cleanly_when_the_workdir_is_unsafe(server, tmp_path) -> None
     suite.write_text(
         "name: trust\nrepetitions: 1\n"
         f"targets:\n  - {entry}\n"
-        "workloads:\n  - {name: t, kind: train_step, batch_size: 8, steps: 2, warmup_steps: 1}\n"
+        "workloads:\n  - {name: t, kind: command, argv: [sleep, '0.05']}\n"
     )
     done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), "--run-id", RUN_ID)
     assert done.returncode == 1, done.stderr

@@ -158,8 +158,8 @@ def test_cold_cache_and_too_few_iterations_through_bench_run(write_suite) -> Non
         targets:
           - {name: bare, kind: local}
         workloads:
-          - {name: few, kind: train_step, model: mlp, batch_size: 4, steps: 3, warmup_steps: 1}
-          - {name: enough, kind: inference, model: mlp, min_query_count: 64, warmup_queries: 1}
+          - {name: few, kind: train_step, model: mlp, batch_size: 2, steps: 3, warmup_steps: 0}
+          - {name: enough, kind: command, argv: [sleep, "0.05"]}
         """)
     done = bench_cli("run", str(suite), "--results-dir", str(suite.parent / "results"))
     assert done.returncode == 0, done.stderr  # INVALID is a verdict on the numbers, not a crash

@@ -30,7 +30,8 @@ from tests.sshd import SSHD
 
 __all__ = ["engine", "image"]  # module fixtures shared with the kill tests
 
-TRAIN = {"name": "train", "kind": "train_step", "batch_size": 8, "steps": 4, "warmup_steps": 1}
+CMD = {"name": "cmd", "kind": "command", "argv": ["sleep", "2"]}
+"""Long enough for the first run's container to be paused while its cell is in flight."""
 
 
 def test_default_run_ids_of_two_suites_in_one_second_differ(tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ def test_two_runs_share_an_engine_and_a_host(
     suites = {}
     for name in ("first", "second"):
         suites[name] = tmp_path / f"{name}.yaml"
-        body = {"name": name, "repetitions": 1, "targets": targets, "workloads": [TRAIN]}
+        body = {"name": name, "repetitions": 1, "targets": targets, "workloads": [CMD]}
         suites[name].write_text(json.dumps(body))
     results = str(tmp_path / "r")
     args = ["run", str(suites["first"]), "--no-report", "--results-dir", results]

@@ -34,7 +34,8 @@ from tests.sshd import SSHD, SshServer
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
 needs_sshd = pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server missing")
-LONG_TRAIN = {"name": "long", "kind": "train_step", "steps": 1000000, "batch_size": 8}
+LONG = {"name": "long", "kind": "command", "argv": ["sleep", "300"]}
+"""A cell that outlives the test: the worker, and the program it runs as its child."""
 
 
 @pytest.fixture
@@ -104,9 +105,29 @@ def workers_in(root: str, prefix: str) -> list[int]:
     return found
 
 
+def running(root: str, prefix: str) -> Callable[[], list[int]]:
+    """A condition for ``wait_for``: the processes working under ``root`` in ``prefix*`` once
+    the cell's program runs there (the worker and its ``sleep``, which works in the cell's
+    directory too); none before, so that no process joins those found."""
+
+    def found() -> list[int]:
+        pids = workers_in(root, prefix)
+        return pids if any(b"sleep" in cmdline(pid) for pid in pids) else []
+
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def stop(pids: list[int]) -> list[int]:
-    """SIGSTOP the workers: like a worker deep in a long step, they cannot notice that the
-    controller is gone (a running one may exit on its closed pipe), so gc must kill them."""
+    """SIGSTOP the worker and its program: like a worker deep in a long step, they cannot
+    notice that the controller is gone (a running one may exit on its closed pipe), so gc must
+    kill them."""
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     return pids
@@ -114,20 +135,20 @@ def stop(pids: list[int]) -> list[int]:
 
 def test_local_worker_and_temp_dir(tmp_path: Path, state) -> None:
     target = {"name": "bare", "kind": "local"}
-    proc, run_id = start(tmp_path, [target], LONG_TRAIN, state)
+    proc, run_id = start(tmp_path, [target], LONG, state)
     tmp = tempfile.gettempdir()
     try:
-        stopped = stop(wait_for(lambda: workers_in(tmp, f"bench-{run_id}-"), proc))
+        stopped = stop(wait_for(running(tmp, f"bench-{run_id}-"), proc))
         kill_controller(proc)
         assert workers_in(tmp, f"bench-{run_id}-") == stopped
         done = gc(state)
         assert done.returncode == 0, done.stderr
         assert not workers_in(tmp, f"bench-{run_id}-")
         assert not list(Path(tmp).glob(f"bench-{run_id}-*"))
-        # Its own directory and stopped worker (a directory another killed run left on this
-        # machine is gc's to remove as well, so the count may be higher).
+        # Its own directory and the stopped worker with its program (a directory another
+        # killed run left on this machine is gc's to remove as well, so the count may be higher).
         mine = [line for line in done.stdout.splitlines() if f"/bench-{run_id}-" in line]
-        assert len(mine) == 1 and mine[0].endswith(" and 1 worker process(es)"), done.stdout
+        assert len(mine) == 1 and mine[0].endswith(" and 2 worker process(es)"), done.stdout
         assert no_records(state)
     finally:
         for pid in workers_in(tmp, f"bench-{run_id}-"):
@@ -145,7 +166,7 @@ def image(engine, tmp_path_factory) -> str:
     """The matched image (built, or found in the cache, by ``bench build``)."""
     suite = tmp_path_factory.mktemp("build") / "suite.yaml"
     body = {"name": "b", "targets": [{"name": "c", "kind": "docker", "build": True}]}
-    suite.write_text(json.dumps({**body, "workloads": [LONG_TRAIN]}))
+    suite.write_text(json.dumps({**body, "workloads": [LONG]}))
     done = bench_cli("build", str(suite), timeout=1800)
     assert done.returncode == 0, done.stderr
     return done.stdout.split("image ", 1)[1].split()[0]
@@ -167,7 +188,7 @@ def test_container_on_the_suites_engine(tmp_path: Path, state, engine, image) ->
         "python": "/opt/bench/venv/bin/python",
         "docker_host": "unix:///var/run/docker.sock",
     }
-    proc, run_id = start(tmp_path, [target], LONG_TRAIN, state)
+    proc, run_id = start(tmp_path, [target], LONG, state)
     try:
         wait_for(lambda: cell_containers(engine, run_id), proc)
         kill_controller(proc)
@@ -186,9 +207,9 @@ def test_container_on_the_suites_engine(tmp_path: Path, state, engine, image) ->
 
 @needs_sshd
 def test_remote_run_directory(server, remote_dir: Path, tmp_path: Path, state) -> None:
-    proc, _ = start(tmp_path, [runs.ssh_target(server, remote_dir)], LONG_TRAIN, state)
+    proc, _ = start(tmp_path, [runs.ssh_target(server, remote_dir)], LONG, state)
     try:
-        stopped = stop(wait_for(lambda: workers_in(str(remote_dir), "bench-"), proc))
+        stopped = stop(wait_for(running(str(remote_dir), "bench-"), proc))
         kill_controller(proc)
         assert workers_in(str(remote_dir), "bench-") == stopped
         owners = Path(state["BENCH_STATE_DIR"]) / "owners"
@@ -298,9 +319,9 @@ def test_static_vm_booted_by_the_run(remote_dir: Path, tmp_path: Path, state) ->
         "stop": ["sh", "-c", STOP.format(pidfile=pidfile)],
         "boot_timeout_s": 30,
     }
-    proc, _ = start(tmp_path, [target], LONG_TRAIN, state)
+    proc, _ = start(tmp_path, [target], LONG, state)
     try:
-        workers = wait_for(lambda: workers_in(str(remote_dir), "bench-"), proc)
+        workers = wait_for(running(str(remote_dir), "bench-"), proc)
         assert gc(state).returncode == 0  # the run still owns all of it: nothing goes
         assert workers_in(str(remote_dir), "bench-") == workers and pidfile.exists()
         assert proc.poll() is None
@@ -389,7 +410,7 @@ def qemu_processes(run_id: str) -> list[int]:
 def test_qemu_guest(tmp_path: Path, state) -> None:
     """A cell's deployment (a guest booting for it) outlives its killed controller."""
     vm = {"name": "vm", "kind": "vm", "vcpus": 1, "memory": "512m", "accel": "tcg"}
-    body = json.dumps({"name": "g", "targets": [vm], "workloads": [LONG_TRAIN]})
+    body = json.dumps({"name": "g", "targets": [vm], "workloads": [LONG]})
     build = tmp_path / "build.yaml"
     build.write_text(body)
     assert bench_cli("build", str(build), timeout=1800).returncode == 0
