@@ -37,7 +37,7 @@ GUEST = [  # the guest's own workloads, as the matrix run has them
     for w in yaml.safe_load((REPO / "tests" / "matrix" / "guest.yaml").read_text())
 ]
 TINY = yaml.safe_dump({"workloads": GUEST}, sort_keys=False)
-THREE = [w["name"] for w in GUEST]
+OWN = [w["name"] for w in GUEST]
 VM_ONLY = {"startup.kernel_boot_s", "mem.overhead_bytes"}
 STAGED = {"train": {"startup.load_weights_s"}}  # its checkpoint is read from its location
 COPIED = {"startup.stage_s"}  # a guest gets its copy of the checkpoint per cell
@@ -74,22 +74,24 @@ def guest_built(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def three_workloads(guest_built, matrix_run) -> tuple[MatrixRun, str]:
-    """The session's matrix run on a guest beside bare metal (tests/matrix: the three tiny
-    workloads of guest.yaml, and the new kinds' cells a guest runs), and its run id."""
+def guest_run(guest_built, matrix_run) -> tuple[MatrixRun, str]:
+    """The session's matrix run on a guest beside bare metal (tests/matrix: the guest's own
+    tiny workloads of guest.yaml, and the other kinds' cells a guest runs), and its run id."""
     run = matrix_run("vm")
     assert run.run_dir is not None, run.proc.stderr
     return run, run.run_dir.name
 
 
-def test_guest_runs_the_three_workloads(three_workloads) -> None:
-    run, run_id = three_workloads
-    cells = run.cells[run.cells.workload.isin(THREE)]
-    assert len(cells) == 6 and (cells.status == "ok").all(), run.proc.stderr
+def test_guest_runs_its_own_workloads(guest_run) -> None:
+    run, run_id = guest_run
+    cells = run.cells[run.cells.workload.isin(OWN)]
+    assert len(cells) == 2 * len(OWN) and (cells.status == "ok").all(), run.proc.stderr
+    assert run.cell("train")["info"]["num_workers"] == 1  # a DataLoader worker in the guest
     run_dir = run.run_dir
     samples = load(run_dir)
-    samples = samples[samples.workload.isin(THREE)]
-    for workload, metrics in EXPECTED.items():
+    samples = samples[samples.workload.isin(OWN)]
+    for workload in OWN:
+        metrics = EXPECTED[workload]
         got = set(samples[(samples.workload == workload) & (samples.target == "vm")]["metric"])
         staged = STAGED.get(workload, set())
         copied = COPIED if staged else set()
@@ -104,15 +106,15 @@ def test_guest_runs_the_three_workloads(three_workloads) -> None:
     parts = vm["mem.host_bytes"] - vm["mem.rss_peak_bytes"]
     assert (parts - vm["mem.overhead_bytes"]).abs().max() < 1
     for entry in load_raw(run_dir).values():  # QEMU's memory over the boot and the run
-        if "-vm-" in entry["cell"] and entry["cell"].split("-vm-")[1].rsplit("-r")[0] in THREE:
+        if "-vm-" in entry["cell"] and entry["cell"].split("-vm-")[1].rsplit("-r")[0] in OWN:
             line, marks = entry["host_timelines"]["mem.host_bytes"], entry["startup_marks_s"]
             assert line["t_s"][0] < marks["provision"] < line["t_s"][-1]
             assert line["value"][-1] > 2 * line["value"][0]  # the guest's memory filled in
     assert not qemu_pids(run_id) and not guest_dirs(run_id)
 
 
-def test_accel_is_recorded_and_labelled(three_workloads) -> None:
-    run, _ = three_workloads
+def test_accel_is_recorded_and_labelled(guest_run) -> None:
+    run, _ = guest_run
     done = run.proc
     manifest = load_manifest(run.run_dir)
     made = manifest["targets"]["vm"]["artefacts"]
@@ -127,8 +129,8 @@ def test_accel_is_recorded_and_labelled(three_workloads) -> None:
     assert "different hardware" not in done.stdout  # the guest ran on this host
 
 
-def test_cells_record_kernel_boot_from_the_console(three_workloads) -> None:
-    run, _ = three_workloads
+def test_cells_record_kernel_boot_from_the_console(guest_run) -> None:
+    run, _ = guest_run
     cells = run.cells[run.cells.target == "vm"]
     samples = load(run.run_dir)
     boot = samples[samples.metric == "startup.kernel_boot_s"]["value"]
