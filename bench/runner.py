@@ -25,6 +25,7 @@ from bench.suite import Suite, WorkloadBase
 from bench.targets import envvars, registry
 from bench.targets.base import Measurement, StartupClock, Target
 from bench.verdict import judge
+from workloads.spec import KINDS
 
 STARTUP_UNIT = "s"
 
@@ -108,6 +109,8 @@ class Runner:
         self._lock = threading.Lock()
         self._unprepared: dict[str, BenchError] = {}
         self._undroppable: set[str] = set()
+        # whether any workload imports torch; if none does, neither does the fingerprint
+        self._torch = any(KINDS[w.kind].torch for w in suite.workloads)
 
     def run(self, suite_path: str = "", parallel_hosts: int = 1) -> RunSummary:
         """Fingerprint, execute every cell, clean the targets up, and finalise the manifest.
@@ -246,7 +249,8 @@ class Runner:
             if name in self._unprepared:
                 continue
             try:
-                entries[name]["fingerprint"] = target.fingerprint(self.store.run_id)
+                found = target.fingerprint(self.store.run_id, self._torch)
+                entries[name]["fingerprint"] = found
             except BenchError as exc:
                 entries[name]["fingerprint_error"] = envvars.redact(exc.one_line(), self.secrets)
                 continue

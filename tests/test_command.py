@@ -390,3 +390,24 @@ def test_bench_validate_refuses_an_empty_argv_with_status_2(tmp_path: Path) -> N
         f"error: {path}:4: workloads[0].argv: List should have at least 1 item after "
         "validation, not 0"
     ]
+
+
+@pytest.mark.slow
+def test_a_command_only_suite_is_fingerprinted_without_torch(tmp_path: Path) -> None:
+    """No workload imports torch, so the target's fingerprint does not either: torch's facts
+    are absent (null), the machine's are there; one torch workload brings them back."""
+    torch_facts = {}
+    for name, workloads in (
+        ("plain", "  - {name: c, kind: command, argv: ['true']}\n"),
+        ("mixed", "  - {name: c, kind: command, argv: ['true']}\n"
+                  "  - {name: t, kind: train_step, model: mlp, steps: 2, warmup_steps: 0}\n"),
+    ):  # fmt: skip
+        text = f"name: {name}\nrepetitions: 1\ntargets: [{{name: bare, kind: local}}]\n"
+        (tmp_path / name).mkdir()
+        done = run_suite(tmp_path / name, text + "workloads:\n" + workloads, "--no-report")
+        assert done.returncode == 0, done.stderr
+        run_dir = Path(done.stdout.strip().splitlines()[-1])
+        found = results.load_manifest(run_dir)["targets"]["bare"]["fingerprint"]
+        assert found["cpu_model"] and found["kernel"] and found["environment"]
+        torch_facts[name] = found.get("torch")
+    assert torch_facts["plain"] is None and torch_facts["mixed"].startswith("2.")

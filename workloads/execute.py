@@ -25,12 +25,12 @@ from workloads.context import Context
 from workloads.gpu import GpuMonitor, open_monitor, unavailable
 from workloads.memory import TreePeakSampler
 from workloads.protocol import Emit, Event, discard, make_event, start_event
-from workloads.spec import Spec, validate
+from workloads.spec import KINDS, Spec, validate
 
 OFF = "samplers switched off in the spec"
 
 
-TORCHLESS = frozenset({"command"})
+TORCHLESS = frozenset(name for name, kind in KINDS.items() if not kind.torch)
 """Kinds whose worker must not import torch: a program of the user's runs in its place. Their
 module provides ``context(spec, emit, started)`` as well as ``run(ctx)``."""
 NO_TORCH = "this kind runs without torch"

@@ -160,3 +160,4 @@ class Kind:
 
     summary: str
     options: dict[str, Option]
+    torch: bool = True  # False: the worker runs it without importing torch (a user's program)

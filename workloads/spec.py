@@ -1,13 +1,11 @@
 """Validation of run specs, done before torch is imported.
 
-A spec that cannot run (unknown kind, model or option, a size of zero) is
-rejected here so the worker fails fast with exit code 2 and a message naming
-the bad field, instead of failing deep inside torch after seconds of import.
-Options missing from the spec take documented defaults; options a kind does
-not know are rejected, because a misspelled option silently replaced by its
-default would measure something other than what was asked for. The option
-table (``COMMON``, ``KINDS``) is also what the controller's suite schema is
-built from.
+A spec that cannot run (unknown kind, model or option, a size of zero) is rejected here so
+the worker fails fast with exit code 2 and a message naming the bad field, instead of failing
+deep inside torch after seconds of import. Options missing from the spec take documented
+defaults; options a kind does not know are rejected, because a misspelled option silently
+replaced by its default would measure something other than what was asked for. The option
+table (``COMMON``, ``KINDS``) is also what the controller's suite schema is built from.
 """
 
 from __future__ import annotations
@@ -167,6 +165,7 @@ KINDS: dict[str, Kind] = {
             "argv": Option(None, list, items=str, ge=1),
             "env": Option(None, dict, optional=True),
         },
+        torch=False,
     ),
     "python": Kind(
         "Your own code: a directory shipped to every target, its module:function called as "

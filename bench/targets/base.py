@@ -87,8 +87,9 @@ class Target(Protocol):
         what the manifest records about it (image id, venv path, pull time)."""
         ...
 
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
-        """The target's environment, as printed by the worker's fingerprint mode."""
+    def fingerprint(self, run_id: str, torch: bool = True) -> dict[str, Any]:
+        """The target's environment, as printed by the worker's fingerprint mode (torch's
+        version and GPUs only when ``torch``: a suite of torchless kinds never imports it)."""
         ...
 
     def drop_caches(self) -> str | None:

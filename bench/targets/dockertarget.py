@@ -256,14 +256,14 @@ class DockerTarget:
                     with suppress(TargetError):  # engine gone: cleanup retries, and says so
                         self._remove(container)
 
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
+    def fingerprint(self, run_id: str, torch: bool = True) -> dict[str, Any]:
         """The worker's view from inside a container with the same limits, plus engine facts
         and the limits as the engine reports them back."""
         root = f"/bench-{uuid.uuid4().hex[:12]}"
         container = None
         try:
             with interrupts.deferred():
-                container = self._create(run_id, worker.fingerprint_args(self._python), root)
+                container = self._create(run_id, worker.fingerprint_args(self._python, torch), root)
             self._start(container)
             with translated(f"{self.label}: fingerprint"):
                 status = container.wait(timeout=300)["StatusCode"]

@@ -157,13 +157,13 @@ class LocalTarget:
         root = tempfile.gettempdir()
         state.current().add(f"local_tmp:{root}", "local_tmp", root=root)
 
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
+    def fingerprint(self, run_id: str, torch: bool = True) -> dict[str, Any]:
         """The environment the worker sees, from the worker's own fingerprint mode."""
         self._check_python()
         self._record_tmp()
         try:
             done = subprocess.run(
-                worker.fingerprint_args(self.python),
+                worker.fingerprint_args(self.python, torch),
                 env=self._env(),
                 capture_output=True,
                 timeout=120,

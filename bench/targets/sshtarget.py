@@ -262,14 +262,14 @@ class SshTarget:
         env = self.config.env if secrets else envvars.plain(self.config.env)
         return worker_command(env, pkg_dir, cell_dir, args)
 
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
+    def fingerprint(self, run_id: str, torch: bool = True) -> dict[str, Any]:
         """The remote environment, from the worker's own fingerprint mode."""
         self._claim(run_id)
         client = self._session()
         try:
             pkg_dir = self._prepare(client, run_id)
             cell_dir = posixpath.join(self.run_dir(run_id), "fingerprint")
-            args = worker.fingerprint_args(self.config.python)
+            args = worker.fingerprint_args(self.config.python, torch)
             command = self._command(pkg_dir, cell_dir, args, secrets=False)
             status, output = execute(client, command)
             if status != 0:

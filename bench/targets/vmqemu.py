@@ -239,11 +239,11 @@ class QemuVmTarget:
             retries=0,
         )
 
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
+    def fingerprint(self, run_id: str, torch: bool = True) -> dict[str, Any]:
         """The guest's environment (its own fingerprint mode), plus how it was run and the
         host machine it ran on (the guest sees virtual CPUs, not the hardware)."""
         with self._booted(run_id) as (_, client, _):
-            args = worker.fingerprint_args(guest_build.PYTHON)
+            args = worker.fingerprint_args(guest_build.PYTHON, torch)
             cell = guest_build.WORKDIR + "/bench-fingerprint"
             command = worker_command(envvars.plain(self.config.env), LIB, cell, args)
             status, output = execute(client, command, timeout=FINGERPRINT_TIMEOUT_S)

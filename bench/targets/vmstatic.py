@@ -175,13 +175,13 @@ class StaticVmTarget(SshTarget):
             SshTarget.cleanup(self, run_id)
         self._disown(run_id)  # after a boot the directory is made afresh, or refused if left
 
-    def fingerprint(self, run_id: str) -> dict[str, Any]:
+    def fingerprint(self, run_id: str, torch: bool = True) -> dict[str, Any]:
         """The VM's environment; a booted VM is stopped again afterwards."""
         if not self.cycles:
             vm = {"provisioner": "static", "boot_measured": False}
-            return {**super().fingerprint(run_id), "vm": vm}
+            return {**super().fingerprint(run_id, torch), "vm": vm}
         try:
-            found = super().fingerprint(run_id)
+            found = super().fingerprint(run_id, torch)
         except BaseException:
             self._shut_down(run_id, quiet=True)
             raise

@@ -23,9 +23,10 @@ def inline_run_args(python: str, spec: dict[str, Any]) -> list[str]:
     return [python, "-m", "workloads", "run", "--spec-json", json.dumps(spec)]
 
 
-def fingerprint_args(python: str) -> list[str]:
-    """The command line that prints the target's environment."""
-    return [python, "-m", "workloads", "fingerprint"]
+def fingerprint_args(python: str, torch: bool = True) -> list[str]:
+    """The command line that prints the target's environment (without importing torch, and
+    so without its version and GPUs, when ``torch`` is False: a suite of torchless kinds)."""
+    return [python, "-m", "workloads", "fingerprint", *([] if torch else ["--no-torch"])]
 
 
 def parse_fingerprint(stdout: str, label: str) -> dict[str, Any]:
