@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from bench.cli import main
 from bench.results import load, load_cells, load_manifest, load_raw
 from tests.conftest import REPO, bench_cli, run_suite
+from tests.procfs import working_in
 from workloads import nvmldevice
 from workloads.common import DeviceUnavailableError
 from workloads.gpu import GPU_METRICS
@@ -280,17 +281,7 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def _worker_pids(run_id: str) -> list[int]:
     """Processes whose working directory is a deployment directory of ``run_id``."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(proc / "cwd")
-            if cwd.startswith(os.path.join(tempfile.gettempdir(), f"bench-{run_id}-")):
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
+    return [p.pid for p in working_in(os.path.join(tempfile.gettempdir(), f"bench-{run_id}-"))]
 
 
 def test_bad_suite_exits_2_with_one_line(write_suite, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from bench.errors import TargetError
 from bench.results import load, load_cells, load_manifest
 from bench.targets.sshconn import Endpoint, connect
 from tests.conftest import REPO, bench_cli
+from tests.procfs import working_in
 from tests.sshd import Netns, SshServer, free_port, keygen
 
 pytestmark = [
@@ -228,18 +229,7 @@ def test_connection_dropped_mid_run(server, remote_dir, tmp_path) -> None:
 
 def _processes_in(remote_dir: Path) -> list[tuple[int, bytes]]:
     """(pid, command line) of the live processes working in a cell directory of ``remote_dir``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if cwd.startswith(str(remote_dir)) and "/cell-" in cwd and _alive(int(entry.name)):
-            found.append((int(entry.name), cmdline))
-    return found
+    return [(p.pid, p.cmdline) for p in working_in(str(remote_dir)) if "/cell-" in p.cwd]
 
 
 def _wait_for_worker(remote_dir: Path, proc: subprocess.Popen, timeout: float = 90) -> int:

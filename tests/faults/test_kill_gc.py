@@ -29,6 +29,7 @@ import pytest
 from tests.conftest import REPO, bench_cli
 from tests.docker_engine import ensure_engine, labelled
 from tests.faults import runs
+from tests.procfs import working_in
 from tests.sshd import SSHD, SshServer
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -92,17 +93,7 @@ def no_records(env: dict[str, str]) -> bool:
 
 def workers_in(root: str, prefix: str) -> list[int]:
     """Processes whose working directory is under ``root`` in an entry named ``prefix*``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(os.path.join(root, prefix)):
-            found.append(int(entry.name))
-    return found
+    return [p.pid for p in working_in(os.path.join(root, prefix))]
 
 
 def running(root: str, prefix: str) -> Callable[[], list[int]]:
