@@ -249,8 +249,7 @@ class Runner:
             if name in self._unprepared:
                 continue
             try:
-                found = target.fingerprint(self.store.run_id, self._torch)
-                entries[name]["fingerprint"] = found
+                entries[name]["fingerprint"] = target.fingerprint(self.store.run_id, self._torch)
             except BenchError as exc:
                 entries[name]["fingerprint_error"] = envvars.redact(exc.one_line(), self.secrets)
                 continue
