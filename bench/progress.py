@@ -7,6 +7,7 @@ run directory) that scripts can parse with ``tail -n 1``.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.plan import Cell
@@ -43,7 +44,7 @@ class RichObserver(Observer):
 
     def cell_started(self, cell: Cell) -> None:
         """Add this cell's bar (indeterminate until the worker reports its total)."""
-        name = f"{cell.workload} on {cell.target} #{cell.repetition + 1}"
+        name = escape(f"{cell.workload} on {cell.target} #{cell.repetition + 1}")  # a[k=v]
         self.names[cell.index] = name
         self.tasks[cell.index] = self.progress.add_task(f"{name}: provisioning", total=None)
 
@@ -69,7 +70,8 @@ class RichObserver(Observer):
             self.progress.update(task, description=f"{name} [red]✗ failed")
             # the reason, on one line above the bars: a bar says only that the cell failed
             self.progress.console.print(
-                f"cell failed: {name}: {record.error}",
+                f"cell failed: {cell.workload} on {cell.target} #{cell.repetition + 1}: "
+                f"{record.error}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

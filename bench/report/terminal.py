@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench import stability, stats
@@ -46,8 +47,8 @@ def summary_table(
         if previous is not None and key != previous:
             table.add_section()
         table.add_row(
-            row.workload if key != previous else "",
-            _label(labels.get(row.target, row.target), invalid.get(key, 0))
+            escape(row.workload) if key != previous else "",
+            escape(_label(labels.get(row.target, row.target), invalid.get(key, 0)))
             if key != previous
             else "",
             row.metric,
@@ -95,7 +96,8 @@ def overhead_table(
     for column in ("workload", "target", "metric", "target / baseline"):
         table.add_column(column, no_wrap=column != "target / baseline")
     for row in found.itertuples(index=False):
-        table.add_row(row.workload, labels.get(row.target, row.target), row.metric, row.verdict)
+        target = labels.get(row.target, row.target)
+        table.add_row(escape(row.workload), escape(target), row.metric, row.verdict)
     return table
 
 
@@ -109,7 +111,10 @@ def invalid_table(cells: pd.DataFrame) -> Table | None:
         table.add_column(column, overflow="fold")
     for row in invalid.itertuples(index=False):
         why = "\n".join(row.reasons)
-        table.add_row(str(row.cell), row.target, row.workload, str(row.repetition), why)
+        table.add_row(
+            str(row.cell), escape(row.target), escape(row.workload), str(row.repetition),
+            escape(why),
+        )  # fmt: skip
     return table
 
 
@@ -156,6 +161,10 @@ def print_summary(
     comparison = overhead_table(samples, baseline, labels, manifest.paired) if baseline else None
     if comparison is not None:
         console.print(comparison)
+    from bench.report.sweeps import rich_tables  # it builds on frames, which imports this module
+
+    for table in rich_tables(samples, manifest):
+        console.print(table)
     invalid = invalid_table(cells)
     if invalid is not None:
         console.print(invalid)

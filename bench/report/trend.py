@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
+from rich.markup import escape
 from rich.table import Table
 
 from bench import results
@@ -33,7 +34,8 @@ def table(frame: pd.DataFrame, points: list[ChangePoint], events: dict[str, list
         key = (target, workload, metric)
         found = [p for p in points if (p.target, p.workload, p.metric) == key]
         out.add_row(
-            str(target), str(workload), str(metric), str(len(medians)), fmt(medians[0], unit),
+            escape(str(target)), escape(str(workload)), str(metric), str(len(medians)),
+            fmt(medians[0], unit),
             fmt(medians[-1], unit), last, "\n".join(describe(p, events) for p in found) or "none",
         )  # fmt: skip
     return out
