@@ -12,6 +12,7 @@ import json
 import tarfile
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -111,9 +112,27 @@ def base_image(
         except docker.errors.ImageNotFound:
             fs = base.rootfs(config, note)
             note(f"importing the offline base as {tag}")
-            client.api.import_image(src=str(fs.tarball), repository=BASE_REPO, tag=key)
-            client.images.get(tag)
+            reply = client.api.import_image(src=str(fs.tarball), repository=BASE_REPO, tag=key)
+            _tagged(client, reply, key)
     return tag, f"debootstrap {config.release} from {mirror}"
+
+
+def _tagged(client: docker.DockerClient, reply: str, key: str) -> None:
+    """Tag the imported image by the id in the engine's reply: Podman's Docker-compatible
+    import ignores the tag it is given and names the image ``bench-base:latest``."""
+    tag = f"{BASE_REPO}:{key}"
+    try:
+        client.images.get(tag)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    image_id = None
+    for line in reply.splitlines():
+        with suppress(ValueError):
+            image_id = json.loads(line).get("id") or image_id
+    if not image_id:
+        raise BuildError(f"offline base import: the engine named no image ({reply[:200]!r})")
+    client.images.get(image_id).tag(BASE_REPO, key)
 
 
 def _present_or_pulled(client: docker.DockerClient, ref: str, note: Callable[[str], None]) -> None:

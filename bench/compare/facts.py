@@ -17,7 +17,8 @@ def key_facts(entry: TargetEntry) -> dict[str, Any]:
     """What must match for two runs of a target to be comparable: the machine (a VM counts
     as the host it ran on) and the software facts that change what a number means (a kernel,
     a torch or a driver update is exactly what a nightly comparison must not mistake for a
-    regression); the accelerator is the kind's to say when the guest did not."""
+    regression); the accelerator is the kind's to say when the guest did not. A container's
+    engine and OCI runtime count too: runc and gVisor run the same image at different costs."""
     fp = entry.fingerprint or Fingerprint()
     kind = registry.kind(entry.kind or "")
     return {
@@ -29,6 +30,7 @@ def key_facts(entry: TargetEntry) -> dict[str, Any]:
         "cuda": fp.torch_cuda,
         "driver": fp.driver,
         "accel": fp.vm_accel or kind.accel(entry.artefacts),
+        "container runtime": fp.container_runtime,
     }
 
 

@@ -63,6 +63,20 @@ class Fingerprint(Record):
     virtualization: dict[str, Any] | None = None
     environment: list[Check] | None = None
     vm: dict[str, Any] | None = None
+    container: dict[str, Any] | None = None
+
+    @property
+    def container_runtime(self) -> dict[str, Any] | None:
+        """The engine and the OCI runtime (name, version, gVisor's platform) a container ran
+        under, without the paths and arguments that may differ between equal setups."""
+        if not self.container:
+            return None
+        runtime = self.container.get("runtime") or {}
+        keep = ("name", "version", "platform")
+        return {
+            "engine": (self.container.get("engine") or {}).get("name"),
+            **{key: runtime.get(key) for key in keep},
+        }
 
     @property
     def logical_cores(self) -> int | None:
@@ -138,6 +152,21 @@ class Analysis(Record):
     paired: bool = True
 
 
+class Swept(Record):
+    """An entry a ``matrix:`` made: the name written in the suite and the swept values."""
+
+    base: str = ""
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class MatrixRecord(Record):
+    """Every entry made by a ``matrix:``, by the name it ran under (runs stored before matrices
+    existed have none)."""
+
+    targets: dict[str, Swept] = Field(default_factory=dict)
+    workloads: dict[str, Swept] = Field(default_factory=dict)
+
+
 class Controller(Record):
     bench_version: str | None = None
     git_commit: str | None = None
@@ -158,6 +187,7 @@ class Manifest(Record):
     controller: Controller = Field(default_factory=Controller)
     host: Fingerprint | None = None
     targets: dict[str, TargetEntry] = Field(default_factory=dict)
+    matrix: MatrixRecord = Field(default_factory=MatrixRecord)
     security_warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -56,7 +56,13 @@ class DockerKind(Kind):
     def runtime(self, artefacts: Mapping[str, Any]) -> str:
         image = artefacts.get("image")
         tag = image.get("tag") if isinstance(image, dict) else image
-        return f"docker {tag or '?'} on {artefacts.get('engine', '?')}"
+        engine = artefacts.get("engine_name")
+        named = ""
+        if isinstance(engine, dict):
+            named = f" ({engine.get('name')} {engine.get('version')})"
+        runtime = self.accel_label(artefacts)
+        under = f" under {runtime}" if runtime else ""
+        return f"docker {tag or '?'} on {artefacts.get('engine', '?')}{named}{under}"
 
     def built(self, artefacts: Mapping[str, Any]) -> str:
         image = artefacts.get("image")
@@ -66,6 +72,18 @@ class DockerKind(Kind):
 
     def exposure(self, config: Any) -> list[str]:
         return dockerexposure.warnings(config)
+
+    def accel_label(self, artefacts: Mapping[str, Any]) -> str | None:
+        """The OCI runtime in the target's name (``ctr [runsc/ptrace]``): runc and a gVisor
+        sandbox run the same image at different costs."""
+        runtime = artefacts.get("runtime")
+        if not isinstance(runtime, dict) or not runtime.get("name"):
+            return None
+        platform = runtime.get("platform")
+        return f"{runtime['name']}/{platform}" if platform else str(runtime["name"])
+
+    def accel_row(self, artefacts: Mapping[str, Any]) -> str:
+        return "native"
 
     def identity(self, artefacts: Mapping[str, Any]) -> dict[str, Any]:
         image = artefacts.get("image")

@@ -29,7 +29,7 @@ from bench.build.builder import Builder
 from bench.dockerengine import Engine, connect, translated
 from bench.dockerhost import is_local, resolve_url
 from bench.errors import TargetError
-from bench.targets import dockerspec, envvars, worker
+from bench.targets import dockerruntime, dockerspec, envvars, worker
 from bench.targets.base import Measurement
 from bench.targets.docker import DockerTargetConfig
 from bench.targets.dockerdeploy import DockerDeployment, engine_answers
@@ -54,6 +54,8 @@ class DockerTarget:
         self._pull_s: float | None = None
         self._pull_reason = "the image was already present on the engine (warm start)"
         self._info: dict[str, Any] = {}
+        self._version: dict[str, Any] = {}
+        self._runtime: dockerruntime.RuntimeFacts | None = None
         self._lock = threading.Lock()
         self._assets: dict[str, assets_docker.ContainerAssets] = {}
 
@@ -87,14 +89,23 @@ class DockerTarget:
         engine = self.engine
         with translated(f"{self.label}: engine info"):
             self._info = engine.control.info()
+            self._version = engine.control.version()
         self._check_runtime()
+        self._runtime = dockerruntime.runtime_facts(
+            self._info, self._version, self.config.runtime, engine.local
+        )
+        found = {
+            "engine": engine.url,
+            "engine_name": dockerruntime.engine_record(self._version),
+            "runtime": self._runtime.record(),
+        }
         if self.config.build:
             built = builder.image(engine.url, engine.control)
             self._image, self._python = built.tag, self.config.python or built.python
             self._pull_reason = "the matched image was built on this engine by bench build"
-            return {"image": built.record(), "engine": engine.url}
+            return {"image": built.record(), **found}
         self._image = self.config.image
-        return {"image": self._obtain_image(), "engine": engine.url}
+        return {"image": self._obtain_image(), **found}
 
     def _check_runtime(self) -> None:
         runtimes = sorted(self._info.get("Runtimes") or {})
@@ -293,6 +304,10 @@ class DockerTarget:
             "engine_kernel": info.get("KernelVersion"),
             "image": self._image,
             "image_id": container.attrs.get("Image"),
+            "container": {
+                "engine": dockerruntime.engine_record(self._version),
+                "runtime": self._runtime.record() if self._runtime else None,
+            },
             "limits": {
                 "nano_cpus": host.get("NanoCpus") or None,
                 "cpuset_cpus": host.get("CpusetCpus") or None,
