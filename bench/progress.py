@@ -81,4 +81,4 @@ class RichObserver(Observer):
 
     def note(self, message: str) -> None:
         """A preparation step (building, pulling) printed above the bars."""
-        self.progress.console.print(f"[dim]·[/] {message}", highlight=False, soft_wrap=True)
+        self.progress.console.print(f"[dim]·[/] {escape(message)}", highlight=False, soft_wrap=True)

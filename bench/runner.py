@@ -219,6 +219,7 @@ class Runner:
             "created_at": metadata.now_iso(),
             "suite_path": suite_path,
             "suite": self.suite.model_dump(mode="json"),
+            "matrix": self.suite.swept,
             "security_warnings": exposure.warnings(self.suite),
             "cache": self.suite.cache,
             "controller": metadata.controller(),

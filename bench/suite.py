@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
-from bench import limits, usercode
+from bench import limits, matrix, usercode
 from bench.assets import rules
 from bench.build.config import BuildConfig
 from bench.errors import SuiteError
@@ -24,6 +24,7 @@ from bench.suitefile import format_path, load_yaml, read_text
 from bench.targets import registry
 from bench.targets.base import TargetConfig
 from bench.workloadmodels import (  # noqa: F401 (callers find the workload models here)
+    MODELS,
     WORKLOAD_KINDS,
     DataLoading,
     Inference,
@@ -57,6 +58,14 @@ class Suite(BaseModel):
     targets: list[Any] = Field(min_length=1, max_length=limits.MAX_TARGETS)
     workloads: list[Workload] = Field(min_length=1, max_length=limits.MAX_WORKLOADS)
     build: BuildConfig = BuildConfig()
+    _swept: dict[str, dict[str, dict[str, Any]]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def swept(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per list (``targets``, ``workloads``), each entry a ``matrix:`` made: its name to
+        ``{"base": written name, "values": {swept key: value}}`` (what the manifest records,
+        so stored runs group by value without parsing names)."""
+        return self._swept
 
     def target(self, name: str) -> TargetConfig:
         """The target config called ``name``."""
@@ -105,14 +114,51 @@ def _parse(text: str, source: str) -> tuple[Suite, _Locator]:
     if not isinstance(data, dict):
         raise SuiteError(f"{source}: a suite must be a mapping with name, targets and workloads")
     locator = _Locator(source, root, data)
+    swept = {
+        "targets": matrix.expand(data.get("targets"), "targets", _target_keys, locator.at),
+        "workloads": matrix.expand(data.get("workloads"), "workloads", _workload_keys, locator.at),
+    }
+    data = {**data, **{k: [m.item for m in v] for k, v in swept.items() if v}}
+    locator.expanded(data, {k: [m.origin for m in v] for k, v in swept.items()})
     targets = _validate_targets(data.get("targets"), locator)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         raise locator.error(exc) from None
-    suite = suite.model_copy(update={"targets": targets})
+    suite = suite.model_copy(
+        update={
+            "targets": _named(targets, swept["targets"]),
+            "workloads": _named(list(suite.workloads), swept["workloads"]),
+        }
+    )
+    suite._swept = {
+        field: {m.name: {"base": m.base, "values": m.values} for m in members if m.swept}
+        for field, members in swept.items()
+    }
     _check_consistency(suite, locator)
     return suite, locator
+
+
+def _named(entries: list[Any], members: list[matrix.Member]) -> list[Any]:
+    """Validated entries, each expanded one renamed after its values (validated under the
+    name as written, which the name rule checks)."""
+    return [
+        entry.model_copy(update={"name": member.name}) if member.swept else entry
+        for entry, member in zip(entries, members, strict=True)
+    ]
+
+
+def _target_keys(kind: Any) -> set[str] | None:
+    """The keys a target of ``kind`` accepts (any of its models'), None for an unknown kind."""
+    if kind not in registry.kinds():
+        return None
+    return {key for model in registry.kind(kind).models for key in model.model_fields}
+
+
+def _workload_keys(kind: Any) -> set[str] | None:
+    """The keys a workload of ``kind`` accepts, None for an unknown kind."""
+    model = MODELS.get(kind) if isinstance(kind, str) else None
+    return None if model is None else set(model.model_fields)
 
 
 def _validate_targets(raw: Any, locator: _Locator) -> list[TargetConfig]:
@@ -176,6 +222,20 @@ class _Locator:
         self.source = source
         self.root = root
         self.data = data
+        self.origins: dict[str, list[matrix.Origin]] = {}
+
+    def expanded(self, data: Any, origins: dict[str, list[matrix.Origin]]) -> None:
+        """From now on, key paths are into ``data`` (matrices expanded); each is told in the
+        suite file's terms (``targets[1].matrix.cpus[1]``)."""
+        self.data = data
+        self.origins = {field: found for field, found in origins.items() if found}
+
+    def _in_file(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The suite file's key path of a path into the expanded lists."""
+        found = self.origins.get(loc[0]) if loc else None
+        if found is None or len(loc) < 2 or not isinstance(loc[1], int) or loc[1] >= len(found):
+            return loc
+        return found[loc[1]].locate(loc[0], loc[2:])
 
     def error(self, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> SuiteError:
         """The first validation error, located. A value that matches no member of a union
@@ -204,7 +264,7 @@ class _Locator:
 
     def at(self, loc: Sequence[Any], message: str) -> SuiteError:
         """An error about the value at ``loc``."""
-        loc = tuple(loc)
+        loc = self._in_file(tuple(loc))
         line = self._line(loc)
         where = f"{self.source}:{line}" if line else self.source
         return SuiteError(f"{where}: {format_path(loc)}: {message}")

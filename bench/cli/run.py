@@ -76,6 +76,7 @@ def execute(
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
     print_exposure(spec)
+    print_size(spec, results_dir)
     run_id = run_id or new_run_id(results_dir / spec.name)
     store = results.ResultStore(results_dir, spec.name, run_id)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -93,6 +94,16 @@ def print_exposure(spec: Any) -> None:
         err.print(
             f"warning: {warning}", style="bold red", highlight=False, markup=False, soft_wrap=True
         )
+
+
+def print_size(spec: Any, results_dir: Path) -> None:
+    """The run header's plain part: how many cells, and how long earlier runs of the suite
+    say they take (a matrix multiplies cells before anyone counts them)."""
+    from bench import estimate
+    from bench.plan import build_plan
+
+    text = estimate.header(spec, build_plan(spec), results_dir)
+    err.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -75,6 +75,15 @@ class Comparison:
     differences: list[Difference] = field(default_factory=list)
     excluded: list[Excluded] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    matrix: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per list ('targets', 'workloads'), each name a ``matrix:`` made in either run: its
+    ``base`` name and swept ``values`` (the new run's where both have it)."""
+
+    def group_of(self, target: str) -> str | None:
+        """'ctr: runtime=runc, network=none'-style heading key: the base name of a target a
+        matrix made, None for any other."""
+        found = self.matrix.get("targets", {}).get(target)
+        return None if found is None else str(found["base"])
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -145,7 +154,18 @@ def compare_runs(
         differences=differences,
         excluded=base_excluded + new_excluded,
         notes=definition_notes(base_manifest, new_manifest),
+        matrix=_matrix(base_manifest, new_manifest),
     )
+
+
+def _matrix(*manifests: results.Manifest) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the runs' matrices made, by list and name (the later run wins a name both have)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {"targets": {}, "workloads": {}}
+    for manifest in manifests:
+        for of, found in out.items():
+            for name, entry in getattr(manifest.matrix, of).items():
+                found[name] = {"base": entry.base, "values": dict(entry.values)}
+    return out
 
 
 def _keys(base: pd.DataFrame, new: pd.DataFrame) -> dict[Key, str]:

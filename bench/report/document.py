@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import results, stability, stats
-from bench.report import frames, markdown, plots
+from bench.report import frames, markdown, plots, sweeps
 from bench.report.terminal import hardware_note, target_labels
 from bench.results.model import Manifest, as_manifest
 from bench.units import fmt
@@ -62,6 +62,7 @@ class Report:
     stability: list[str]
     invalid: pd.DataFrame
     headline: dict[str, pd.DataFrame]
+    sweeps: dict[str, pd.DataFrame]
     environment: pd.DataFrame
     absent: pd.DataFrame
     summary: pd.DataFrame
@@ -81,6 +82,7 @@ def build(run_dir: str | Path) -> Report:
         stability=stability.warnings(samples, raw, cells),
         invalid=frames.invalid(cells),
         headline=frames.headline_tables(samples, manifest),
+        sweeps=sweeps.tables(samples, manifest),
         environment=frames.environment(manifest),
         absent=absent_metrics(cells),
         summary=summary(samples, manifest),
@@ -215,6 +217,7 @@ def render_html(report: Report) -> str:
         stability=report.stability,
         invalid=report.invalid.to_dict("records"),
         headline={w: _records(t) for w, t in report.headline.items()},
+        sweeps={title: _records(t) for title, t in report.sweeps.items()},
         figures=figures,
         env_targets=targets,
         env_rows=env_rows,
@@ -252,6 +255,8 @@ def render_markdown(report: Report) -> str:
     )
     for workload, table in report.headline.items():
         lines += ["", f"### {workload}", "", markdown.frame_table(table, index=True)]
+    for title, table in report.sweeps.items():
+        lines += ["", f"### Matrix: {title}", "", markdown.frame_table(table)]
     lines += ["", "## Environment", "", "Rows marked ≠ differ between targets.", ""]
     env = report.environment.copy()
     if not env.empty:

@@ -372,4 +372,7 @@ def named_figures(
         ("GPU utilisation", gpu_timelines(raw, palette)),
         ("Every repetition", repetition_dots(samples, cells, palette)),
     ]
+    from bench.report.sweepplots import sweep_figures  # it draws with this module's pieces
+
+    drawn += [(f"Matrix: {title}", figure) for title, figure in sweep_figures(samples, manifest)]
     return [(title, figure) for title, figure in drawn if figure is not None]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench import stats
@@ -117,16 +118,34 @@ def table(comparison: Comparison) -> Table:
         right = column in ("base", "new", "change [95% CI]", "p")
         out.add_column(column, justify="right" if right else "left", no_wrap=column != "status")
     previous = None
+    heading = None
     for row in comparison.rows.itertuples(index=False):
         key = (row.target, row.workload)
         if previous is not None and key != previous:
             out.add_section()
+        found = group_heading(comparison, row.target)
+        if found is not None and found != heading:
+            out.add_row(escape(found), style="bold")
+            previous = None
+        heading = found
         cells = _cells(row)
+        cells[0], cells[1] = escape(cells[0]), escape(cells[1])  # names a matrix made: 'a[k=v]'
         if key == previous:
             cells[0] = cells[1] = ""
         out.add_row(*cells, style=STYLES.get(row.status, ""))
         previous = key
     return out
+
+
+def group_heading(comparison: Comparison, target: str) -> str | None:
+    """'ctr: matrix over runtime × network' above the targets one matrix made (None for a
+    target no matrix made), so the expanded names read as one group."""
+    base = comparison.group_of(target)
+    if base is None:
+        return None
+    members = comparison.matrix["targets"].values()
+    keys = dict.fromkeys(k for m in members if m["base"] == base for k in m["values"])
+    return f"{base}: matrix over {' × '.join(keys)}"
 
 
 def frame(comparison: Comparison) -> pd.DataFrame:
@@ -180,7 +199,12 @@ def markdown(comparison: Comparison) -> str:
     if warning:
         lines += [f"> **{warning[0]}**", *(f"> - {w.strip()}" for w in warning[1:]), ""]
     rows = []
+    heading = None
     for row in comparison.rows.itertuples(index=False):
+        found = group_heading(comparison, row.target)
+        if found is not None and found != heading:
+            rows.append([f"**{found}**", *([""] * (len(COLUMNS) - 1))])
+        heading = found
         cells = _cells(row)
         if row.status == REGRESSION:
             cells[-1] = f"**{cells[-1]}**"
@@ -237,4 +261,5 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
             for e in comparison.excluded
         ],
         "notes": notes(comparison),
+        "matrix": comparison.matrix,
     }

@@ -33,6 +33,7 @@ from bench.results.read import (
 from bench.results.records import SAMPLE_COLUMNS, CellRecord, Sample
 from bench.results.rows import ResultsWarning
 from bench.results.store import RESERVE_FILE, ResultStore, write_atomic
+from bench.results.swept import swept
 
 __all__ = [
     "MANIFEST",
@@ -55,6 +56,7 @@ __all__ = [
     "read_manifest",
     "run_dir",
     "run_name",
+    "swept",
     "tag_raw",
     "write_atomic",
 ]
