@@ -42,6 +42,9 @@ system_packages() {
     # The container target: Debian's Docker engine, and debootstrap for the offline base image
     # (no registry is needed: bench build makes the base from the Debian mirror apt uses).
     command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+    # More OCI runtimes for the container target (crun, gVisor's runsc) and a second engine
+    # with a Docker-compatible API (Podman).
+    apt_install crun runsc podman
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     # The VM target: QEMU (system emulator and qemu-img) and mkfs.ext4 for the guest disk.
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
@@ -92,6 +95,9 @@ virtualenv() {
 
 setup() {
     system_packages
+    # Register crun and runsc with the Docker engine (merged into daemon.json; the engine is
+    # reloaded only when something was added).
+    "$PYTHON" scripts/oci-runtimes
     docker_engine
     virtualenv
 }

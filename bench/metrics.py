@@ -96,6 +96,7 @@ VOCABULARY: tuple[Metric, ...] = (
     Metric("cpu.util_pct", "%", None, "CPU time over wall time, all cores (100 % = one core)"),
     Metric("cpu.user_pct", "%", None, "user CPU time over wall time"),
     Metric("cpu.sys_pct", "%", None, "system CPU time over wall time"),
+    Metric("cpu.throttled_s", "s", LOWER, "time a container's CPU quota held it back"),
     Metric("gpu.util_mean_pct", "%", None, "mean GPU utilisation", False, True),
     Metric("gpu.util_max_pct", "%", None, "highest GPU utilisation sampled"),
     Metric("gpu.power_mean_w", "W", None, "mean GPU power draw"),

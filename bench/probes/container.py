@@ -9,11 +9,15 @@ One sample is the sum of three parts:
 - ``kernel``: the cgroup's kernel memory (v1 ``memory.kmem.usage_in_bytes``; v2 ``memory.stat``
   ``kernel``, or its parts where the kernel is too old to sum them): page tables, slab, stacks
   and sockets the kernel allocates for the container's processes and namespaces.
-- ``shim``: resident memory of the ``containerd-shim`` that supervises the container. It lives
-  outside the container's cgroup, but exists only because the container does.
+- ``shim``: resident memory of the process that supervises the container: Docker's
+  ``containerd-shim`` or Podman's ``conmon``. It lives outside the container's cgroup, but
+  exists only because the container does.
+- ``sandbox``: resident memory of the runtime's own processes inside the cgroup. gVisor's
+  ``runsc`` keeps its user-space kernel (the sentry, ``runsc-sandbox``) and its file proxy
+  (``runsc-gofer``) there, beside the processes that hold the workload's address spaces.
 
-So ``host − worker`` is shim + kernel memory + any extra process inside the container (an init,
-a shell wrapper): what runc isolation really costs the host.
+So ``host − worker`` is shim + kernel memory + sandbox + any extra process inside the container
+(an init, a shell wrapper): what the isolation really costs the host.
 
 Why not the cgroup's own usage counter: page-cache pages are charged to whichever cgroup touched
 them first. When the second repetition's container maps libtorch, its pages are still charged to
@@ -39,6 +43,8 @@ from bench.probes.sampler import PeriodicSampler
 
 PROC = Path("/proc")
 SHIM_PREFIX = "containerd-shim"
+SUPERVISORS = (SHIM_PREFIX, "conmon")
+SANDBOX_PREFIX = "runsc-"  # gVisor names its sentry and gofer processes runsc-sandbox/-gofer
 V2_KERNEL_PARTS = ("kernel_stack", "pagetables", "percpu", "sock", "slab")
 
 
@@ -69,10 +75,11 @@ class HostMemory:
     kernel: int | None
     shim: int | None
     notes: tuple[str, ...] = field(default=())
+    sandbox: int = 0
 
     @property
     def total(self) -> int:
-        return self.processes + (self.kernel or 0) + (self.shim or 0)
+        return self.processes + self.sandbox + (self.kernel or 0) + (self.shim or 0)
 
 
 def _unescape(path: str) -> str:
@@ -111,6 +118,11 @@ def memory_cgroup(pid: int, mountinfo: str | None = None) -> tuple[Path, int]:
 
     A v1 ``memory`` line wins: on a hybrid host the unified hierarchy has no memory controller.
     """
+    return controller_cgroup(pid, "memory", mountinfo)
+
+
+def controller_cgroup(pid: int, controller: str, mountinfo: str | None = None) -> tuple[Path, int]:
+    """The cgroup directory of ``pid`` for ``controller`` and its cgroup version (1 or 2)."""
     try:
         lines = (PROC / str(pid) / "cgroup").read_text().splitlines()
     except OSError as exc:
@@ -121,12 +133,12 @@ def memory_cgroup(pid: int, mountinfo: str | None = None) -> tuple[Path, int]:
         controllers, _, path = rest.partition(":")
         if hierarchy == "0" and controllers == "":
             v2_path = path
-        elif "memory" in controllers.split(","):
+        elif controller in controllers.split(","):
             v1_path = path
     mounts = cgroup_mounts(mountinfo)
     candidates = []
     for fstype, root, mountpoint, options in mounts:
-        if v1_path is not None and fstype == "cgroup" and "memory" in options:
+        if v1_path is not None and fstype == "cgroup" and controller in options:
             candidates.append((1, root, mountpoint, v1_path))
     for fstype, root, mountpoint, _ in mounts:
         if v2_path is not None and fstype == "cgroup2":
@@ -136,7 +148,7 @@ def memory_cgroup(pid: int, mountinfo: str | None = None) -> tuple[Path, int]:
         if directory is not None and (directory / "cgroup.procs").exists():
             return directory, version
     raise Unmeasurable(
-        f"no mounted memory cgroup for process {pid} "
+        f"no mounted {controller} cgroup for process {pid} "
         f"(v1 path {v1_path!r}, v2 path {v2_path!r}, {len(mounts)} cgroup mounts)"
     )
 
@@ -153,8 +165,13 @@ def _comm(pid: int) -> str | None:
         return None
 
 
+def _supervisor(comm: str | None) -> bool:
+    return (comm or "").startswith(SUPERVISORS)
+
+
 def find_shim(pid: int) -> int | None:
-    """The ``containerd-shim*`` ancestor of ``pid``, or None (another runtime, or gone).
+    """The supervising ancestor of ``pid`` (``containerd-shim*`` or Podman's ``conmon``), or
+    None (another engine, or gone).
 
     The kernel truncates ``comm`` to 15 characters, so ``containerd-shim-runc-v2`` reads as
     ``containerd-shim``: a prefix match covers v1 and v2 shims alike.
@@ -165,10 +182,20 @@ def find_shim(pid: int) -> int | None:
             parent = int(_status(current)["PPid"])
         except (OSError, KeyError, ValueError):
             return None
-        if parent > 1 and (_comm(parent) or "").startswith(SHIM_PREFIX):
+        if parent > 1 and _supervisor(_comm(parent)):
             return parent
         current = parent
     return None
+
+
+def _sandboxed(pid: int) -> bool:
+    """Whether ``pid`` is one of the runtime's own processes (gVisor's sentry or gofer): its
+    ``comm`` is ``exe``, its argv[0] says what it is."""
+    try:
+        argv0 = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return argv0.startswith(SANDBOX_PREFIX.encode())
 
 
 def locate(pid: int) -> Location:
@@ -211,16 +238,19 @@ def kernel_bytes(location: Location) -> int | None:
 
 def _shim_bytes(shim_pid: int | None) -> int | None:
     """The shim's RSS; the comm check stops a recycled pid from being counted as the shim."""
-    if shim_pid is None or not (_comm(shim_pid) or "").startswith(SHIM_PREFIX):
+    if shim_pid is None or not _supervisor(_comm(shim_pid)):
         return None
     return process_bytes(shim_pid)
 
 
 def measure(location: Location) -> HostMemory:
     """One sample at ``location``; raises ``Unmeasurable`` once the container has no processes."""
-    sizes = [process_bytes(p) for p in _cgroup_pids(location.cgroup)]
-    live = [s for s in sizes if s is not None]
-    if not live:
+    workload, sandbox = [], []
+    for pid in _cgroup_pids(location.cgroup):
+        size = process_bytes(pid)
+        if size is not None:
+            (sandbox if _sandboxed(pid) else workload).append(size)
+    if not workload and not sandbox:
         raise Unmeasurable(f"no live process in memory cgroup {location.cgroup}")
     kernel = kernel_bytes(location)
     shim = _shim_bytes(location.shim_pid)
@@ -228,9 +258,14 @@ def measure(location: Location) -> HostMemory:
     if kernel is None:
         notes.append(f"cgroup v{location.version} at {location.cgroup} exposes no kernel memory")
     if shim is None:
-        notes.append(f"no {SHIM_PREFIX} ancestor of pid {location.pid}: shim not counted")
+        notes.append(f"no {' or '.join(SUPERVISORS)} ancestor of pid {location.pid}: not counted")
     return HostMemory(
-        processes=sum(live), pids=len(live), kernel=kernel, shim=shim, notes=tuple(notes)
+        processes=sum(workload),
+        pids=len(workload) + len(sandbox),
+        kernel=kernel,
+        shim=shim,
+        notes=tuple(notes),
+        sandbox=sum(sandbox),
     )
 
 

@@ -14,7 +14,7 @@ import jinja2
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench import results, stability, stats
+from bench import cpushare, results, stability, stats
 from bench.report import frames, markdown, plots, sweeps
 from bench.report.terminal import hardware_note, target_labels
 from bench.results.model import Manifest, as_manifest
@@ -79,7 +79,7 @@ def build(run_dir: str | Path) -> Report:
         run_dir=run_dir,
         manifest=manifest,
         warnings=read_first(manifest, cells),
-        stability=stability.warnings(samples, raw, cells),
+        stability=stability.warnings(samples, raw, cells) + cpushare.warnings(samples, manifest),
         invalid=frames.invalid(cells),
         headline=frames.headline_tables(samples, manifest),
         sweeps=sweeps.tables(samples, manifest),

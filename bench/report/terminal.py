@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench import stability, stats
+from bench import cpushare, stability, stats
 from bench.metrics import KEY_METRICS
 from bench.results import invalid_cells
 from bench.results.model import Manifest, as_manifest, logical_cores
@@ -168,7 +168,7 @@ def print_summary(
     invalid = invalid_table(cells)
     if invalid is not None:
         console.print(invalid)
-    for warning in stability.warnings(samples, raw, cells):
+    for warning in stability.warnings(samples, raw, cells) + cpushare.warnings(samples, manifest):
         console.print(f"warning: {warning}", style="yellow", highlight=False)
     note = hardware_note(manifest)
     if note:

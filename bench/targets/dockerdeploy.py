@@ -15,11 +15,13 @@ from docker.models.containers import Container
 from bench.dockerengine import Engine, translated
 from bench.errors import WorkerError
 from bench.probes.container import ContainerMemorySampler
+from bench.probes.cpucgroup import ThrottleSampler
 from bench.targets.base import Measurement
 from bench.targets.stream import EventStream
 from bench.units import fmt
 
 REMOTE_MEMORY = "remote Docker engine: host-side memory is only probed for an engine on this host"
+REMOTE_CGROUP = "remote Docker engine: its cgroups are only read for an engine on this host"
 
 
 class DockerDeployment:
@@ -36,6 +38,7 @@ class DockerDeployment:
         self.pull: Measurement | None = None
         self.stream = EventStream(label)
         self.sampler: ContainerMemorySampler | None = None
+        self.throttle: ThrottleSampler | None = None
         self._attached: Any = None
 
     def attach(self) -> None:
@@ -57,6 +60,7 @@ class DockerDeployment:
             pid = int(self.container.attrs["State"]["Pid"])
             if pid > 0:
                 self.sampler = ContainerMemorySampler(pid).start()
+                self.throttle = ThrottleSampler(pid).start()
 
     def events(
         self, deadline: float, cancel: threading.Event | None = None
@@ -105,7 +109,22 @@ class DockerDeployment:
         out = [Measurement(f"startup.{k}_s", "s", value=v) for k, v in self.phases.items()]
         if self.pull is not None:
             out.append(self.pull)
-        return out + self._memory()
+        return out + self._memory() + [self._throttled()]
+
+    def _throttled(self) -> Measurement:
+        """``cpu.throttled_s``: time the container's CFS quota held it back (0 s when the
+        quota never bit, or there is none)."""
+        if not self.engine.local:
+            return Measurement("cpu.throttled_s", "s", reason=REMOTE_CGROUP)
+        if self.throttle is None:
+            return Measurement(
+                "cpu.throttled_s", "s", reason="the container exited before it was read"
+            )
+        self.throttle.stop()
+        last = self.throttle.last
+        if last is None:
+            return Measurement("cpu.throttled_s", "s", reason=self.throttle.reason)
+        return Measurement("cpu.throttled_s", "s", value=last.throttled_s)
 
     def _memory(self) -> list[Measurement]:
         if not self.engine.local:
@@ -129,8 +148,9 @@ class DockerDeployment:
 
     def close(self) -> None:
         """Stop sampling and the attach stream (the container itself is removed by the target)."""
-        if self.sampler is not None:
-            self.sampler.stop()
+        for sampler in (self.sampler, self.throttle):
+            if sampler is not None:
+                sampler.stop()
         if self._attached is not None:
             with suppress(Exception):
                 self._attached.close()
