@@ -139,14 +139,20 @@ def test_limits_are_applied_and_read_back(matched, client, write_suite, tmp_path
 
 
 def test_out_of_memory_is_reported_with_the_limit(matched, client, write_suite, tmp_path) -> None:
+    """A process the kernel kills at the container's limit is named as out of memory, even when
+    it is the worker's child and the container lives on (the engine's OOMKilled flag stays
+    false then; the cgroup's oom_kill count does not). Anonymous memory makes the kill certain
+    and immediate: a limit below torch's libraries would make the kernel evict and re-read them
+    for minutes first, depending on which cgroup the page cache was charged to."""
     targets = "  - {name: ctr, kind: docker, build: true, memory: 120m}"
     workloads = (
-        "workloads:\n  - {name: train, kind: train_step, batch_size: 4, steps: 3, warmup_steps: 1}"
+        "workloads:\n  - {name: hog, kind: command, argv: [python3, -c, 'b = bytearray(1 << 30)']}"
     )
     done, run_dir = _run(write_suite, tmp_path, targets, workloads)
     assert done.returncode == 1
     error = load_cells(run_dir).iloc[0]["error"]
     assert "out of memory" in error and "120 MiB" in error, error
+    assert "killed by signal 9" in error, error
     assert not labelled(client, load_manifest(run_dir)["run_id"])
 
 

@@ -236,6 +236,17 @@ def kernel_bytes(location: Location) -> int | None:
     return sum(parts) if parts else None
 
 
+def oom_kills(location: Location) -> int | None:
+    """Processes the kernel's OOM killer ended in the cgroup (v1 ``memory.oom_control``, v2
+    ``memory.events``), or None where it does not say. A workload's child killed at the limit
+    leaves the container running, so the engine's own ``OOMKilled`` flag stays false."""
+    name = "memory.oom_control" if location.version == 1 else "memory.events"
+    try:
+        return dict(_stat_lines(location.cgroup / name)).get("oom_kill")
+    except OSError:
+        return None
+
+
 def _shim_bytes(shim_pid: int | None) -> int | None:
     """The shim's RSS; the comm check stops a recycled pid from being counted as the shim."""
     if shim_pid is None or not _supervisor(_comm(shim_pid)):
@@ -297,6 +308,11 @@ class ContainerMemorySampler(PeriodicSampler):
         if self.peak is not None:
             return None
         return self._reason or "no sample was taken"
+
+    @property
+    def location(self) -> Location | None:
+        """The container's cgroup and shim, once resolved."""
+        return self._location
 
     def start(self) -> ContainerMemorySampler:
         """Resolve the container's cgroup and shim, take a first sample, then sample on."""

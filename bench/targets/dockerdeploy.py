@@ -14,7 +14,7 @@ from docker.models.containers import Container
 
 from bench.dockerengine import Engine, translated
 from bench.errors import WorkerError
-from bench.probes.container import ContainerMemorySampler
+from bench.probes.container import ContainerMemorySampler, oom_kills
 from bench.probes.cpucgroup import ThrottleSampler
 from bench.targets.base import Measurement
 from bench.targets.stream import EventStream
@@ -71,9 +71,10 @@ class DockerDeployment:
         except WorkerError as exc:
             if self._oom_killed():
                 limit = fmt(self.memory_limit, "bytes") if self.memory_limit else "no limit"
+                seen = exc.message.removeprefix(f"{self.label}: ")
                 raise WorkerError(
-                    f"{self.label}: out of memory: the container was killed by the kernel at "
-                    f"its memory limit ({limit})",
+                    f"{self.label}: out of memory: the kernel killed a process of the container "
+                    f"at its memory limit ({limit}); the worker saw: {seen}",
                     stderr_tail=exc.stderr_tail,
                     hint="raise the target's memory: or make the workload smaller",
                 ) from None
@@ -92,6 +93,11 @@ class DockerDeployment:
             return None
 
     def _oom_killed(self) -> bool:
+        """The engine's flag (the container's main process was killed) or the cgroup's count
+        (any of its processes was, e.g. a command the worker ran)."""
+        location = self.sampler.location if self.sampler is not None else None
+        if location is not None and (oom_kills(location) or 0) > 0:
+            return True
         try:
             self.container.reload()
             return bool(self.container.attrs["State"].get("OOMKilled"))
