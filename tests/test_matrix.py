@@ -4,7 +4,9 @@ located line (parse_suite on text: nothing runs)."""
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from bench.cli import main
 from bench.errors import SuiteError
 from bench.estimate import header
 from bench.matrix import label
@@ -192,3 +194,24 @@ def test_the_header_counts_cells_and_says_when_nothing_was_run_before(tmp_path) 
         text
         == "42 cells (7 targets x 3 workloads x 2 repetitions), no earlier run to estimate from"
     )
+
+
+def test_validate_lists_what_each_matrix_expands_to(tmp_path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE)
+    done = CliRunner().invoke(main, ["validate", str(suite)], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "7 targets × 3 workloads × 2 repetitions = 42 cells" in done.output
+    assert "  target ctr[runtime=runsc,network=bridge]\n" in done.output
+    assert "  workload load[num_workers=2]\n" in done.output
+
+
+def test_a_bad_matrix_exits_2_with_one_line(tmp_path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE.replace("[runc, crun, runsc]", "[]"))
+    done = CliRunner().invoke(main, ["validate", str(suite)])
+    assert done.exit_code == 2
+    assert done.output.strip().endswith(
+        "targets[1].matrix.runtime: an empty list: give at least one value to sweep"
+    )
+    assert len(done.output.strip().splitlines()) == 1

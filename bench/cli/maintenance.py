@@ -29,6 +29,9 @@ def validate(suite: Path) -> None:
         f"{spec.repetitions} repetitions = {len(cells)} cells ({spec.order} order)",
         highlight=False,
     )
+    for of, made in spec.swept.items():  # what each matrix expanded to, by the names it runs as
+        for name in made:
+            out.print(f"  {of[:-1]} {name}", highlight=False, markup=False)
 
 
 @click.command()
@@ -53,7 +56,8 @@ def build(suite: Path) -> None:
         return
     for config in wanted:
         made = registry.make_target(config).prepare(builder)
-        out.print(f"{config.name}: {registry.kind(config.kind).built(made)}", highlight=False)
+        built = registry.kind(config.kind).built(made)
+        out.print(f"{config.name}: {built}", highlight=False, markup=False)
     wheels = builder.record().get("wheelhouse", {})
     if wheels:
         extra = "".join(f" + {g}" for g in sorted(builder.groups))
