@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import limits
 from bench.errors import SuiteError
 
 Locate = Callable[[Sequence[Any], str], SuiteError]
@@ -27,6 +28,9 @@ RESERVED = ("name", "kind", "matrix", "baseline")
 """Keys a matrix cannot sweep: they say which entry this is, not how it runs."""
 EXCLUDE = "exclude"
 """The matrix key that lists combinations to leave out (as GitHub Actions spells it)."""
+MAX_COMBINATIONS = min(limits.MAX_TARGETS, limits.MAX_WORKLOADS)
+"""Most combinations one matrix may make, counted before ``exclude`` so that a matrix of a
+few lines cannot ask for millions of entries before anything counts them."""
 MAX_NAME = 120
 """Longest expanded name: a cell's raw file is named after its target and its workload, and
 both must fit one file name (255 bytes)."""
@@ -124,8 +128,8 @@ def _sweep(
     for key, values in swept.items():
         _check_key(item, key, values, (*here, key), keys, at)
     count = math.prod(len(v) for v in swept.values())
-    if count > 1000:
-        raise at(here, f"the matrix makes {count} combinations; at most 1000")
+    if count > MAX_COMBINATIONS:
+        raise at(here, f"the matrix makes {count} combinations; at most {MAX_COMBINATIONS}")
     combos = [dict(zip(swept, c, strict=True)) for c in itertools.product(*swept.values())]
     positions = [
         dict(zip(swept, p, strict=True))
