@@ -4,9 +4,9 @@ A container limited to ``cpus: 2`` can run a repetition at one CPU and ten times
 bare while the bare cells of the same round use two: a CFS quota that bites, a cpuset that
 overlaps other load, a runtime that serialises. The median shows the slowdown and nothing says
 why. A target is flagged when its median CPU use (``cpu.util_pct``) is under ``STARVED`` of
-the CPUs it was given while another target of the same workload used nearly all of its own:
-the workload can use the CPUs, so this target did not get them. A single-threaded workload,
-which uses one CPU everywhere, is never flagged.
+the CPUs it was given while another target of the same workload used at least that many: the
+workload can use the CPUs, so this target did not get them. A single-threaded workload, which
+uses one CPU everywhere, is never flagged.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pandas as pd
 from bench.results.model import Manifest, TargetEntry, as_manifest
 
 STARVED = 0.75  # used less than this share of the CPUs given
-SATURATED = 0.9  # another target used at least this share of its own
 
 
 def given_cpus(entry: TargetEntry) -> float | None:
@@ -48,11 +47,12 @@ def warnings(samples: pd.DataFrame, manifest: Manifest | dict[str, Any]) -> list
     out = []
     for workload in dict.fromkeys(samples["workload"]):
         use = _shares(medians, workload, manifest)
-        saturated = [t for t, (used, given) in use.items() if used >= SATURATED * given]
         for target, (used, given) in use.items():
-            others = [t for t in saturated if t != target]
-            if used < STARVED * given and others:
-                out.append(_line(medians, workload, target, used, given, others[0], use))
+            bar = STARVED * given
+            others = [t for t, (u, _) in use.items() if t != target and u >= bar]
+            if used < bar and others:
+                busiest = max(others, key=lambda t: use[t][0])
+                out.append(_line(medians, workload, target, used, given, busiest, use))
     return out
 
 
