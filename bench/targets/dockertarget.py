@@ -34,6 +34,7 @@ from bench.targets.base import Measurement
 from bench.targets.docker import DockerTargetConfig
 from bench.targets.dockerdeploy import DockerDeployment, engine_answers
 from bench.targets.dockerspec import LABEL_OWNER, LABEL_RUN
+from workloads import fingerprint as host
 
 GPU_HINT = "install the NVIDIA Container Toolkit on the engine's host and restart the engine"
 ENGINE_RETURN_S = 30.0  # how long the run's cleanup waits for an engine that went away
@@ -286,6 +287,8 @@ class DockerTarget:
                 raise TargetError(f"{self.label}: fingerprint failed (status {status}): {last}")
             data = worker.parse_fingerprint(stdout, self.label)
             data.update(self._engine_facts(container))
+            if self.engine.local:
+                _fill_hidden_hardware(data)
             return data
         finally:
             with interrupts.deferred():
@@ -343,3 +346,29 @@ class DockerTarget:
         finally:
             self._engine.close()
             self._engine = None
+
+
+def _fill_hidden_hardware(data: dict[str, Any]) -> None:
+    """Take the machine facts a sandbox hides from the engine's host, which is this one.
+
+    gVisor answers ``model name: unknown`` and no physical core count: the container still
+    runs on this machine's CPUs, and leaving the gaps would make every report say that the
+    targets ran on different hardware. What was filled in is listed, so it is never mistaken
+    for what the worker saw.
+    """
+    filled = []
+    if data.get("cpu_model") in (None, "unknown"):
+        data["cpu_model"] = host.cpu_model()
+        filled.append("cpu_model")
+    cores = data.get("cores")
+    if isinstance(cores, dict):
+        found = host.cores()
+        for key, value in cores.items():
+            if value is None and found.get(key) is not None:
+                cores[key] = found[key]
+                filled.append(f"cores.{key}")
+    if data.get("memory_bytes") is None:
+        data["memory_bytes"] = host.memory_bytes()
+        filled.append("memory_bytes")
+    if filled:
+        data["from_engine_host"] = filled
