@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 from bench import cpushare, results, stability, stats
 from bench.report import frames, markdown, plots, sweeps
-from bench.report.terminal import hardware_note, target_labels
+from bench.report.labels import target_labels
+from bench.report.terminal import hardware_note
 from bench.results.model import Manifest, as_manifest
 from bench.units import fmt
 

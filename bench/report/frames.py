@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench import stats
 from bench.metrics import HEADLINE_METRICS, OVERHEAD_METRICS
-from bench.report.terminal import target_labels
+from bench.report.labels import target_labels
 from bench.results import invalid_cells
 from bench.results.model import Fingerprint, Manifest, TargetEntry, as_manifest
 from bench.targets import registry

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -21,10 +20,11 @@ from matplotlib.ticker import FuncFormatter
 
 from bench import stats
 from bench.report import frames
+from bench.report.figstyle import MIB, PALETTE, PANEL_HEIGHT, PANEL_WIDTH, scale_for
+from bench.report.sweepplots import sweep_figures
 from bench.results import invalid_numbers
 from bench.results.model import Manifest, as_manifest
 
-PALETTE = matplotlib.colormaps["tab10"].colors
 STARTUP_PHASES = (
     ("startup.provision_s", "provision"),
     ("startup.ready_s", "ready"),
@@ -38,8 +38,6 @@ REPETITION_METRICS = (
     "data.throughput",
     "startup.total_s",
 )
-MIB = 2**20
-PANEL_WIDTH, PANEL_HEIGHT = 4.2, 3.2
 
 
 def colours(targets: list[str]) -> dict[str, tuple[float, ...]]:
@@ -77,18 +75,6 @@ def _per_workload(found: pd.DataFrame, title: str) -> tuple[Figure, list[tuple[A
         for axis, workload in zip(axes, workloads, strict=True)
     ]
     return figure, panels
-
-
-def scale_for(unit: str, values: np.ndarray) -> tuple[float, str]:
-    """A divisor and axis unit that keep tick labels short (s→ms, bytes→MiB)."""
-    if unit == "s":
-        top = float(np.nanmax(values)) if len(values) else 0.0
-        return (1e-3, "ms") if top < 1 else (1.0, "s")
-    if unit == "bytes":
-        return MIB, "MiB"
-    if unit == "bytes/s":
-        return 1e6, "MB/s"
-    return 1.0, unit
 
 
 def finish(figure: Figure) -> Figure:
@@ -372,7 +358,5 @@ def named_figures(
         ("GPU utilisation", gpu_timelines(raw, palette)),
         ("Every repetition", repetition_dots(samples, cells, palette)),
     ]
-    from bench.report.sweepplots import sweep_figures  # it draws with this module's pieces
-
     drawn += [(f"Matrix: {title}", figure) for title, figure in sweep_figures(samples, manifest)]
     return [(title, figure) for title, figure in drawn if figure is not None]

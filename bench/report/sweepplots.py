@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from bench import stats
 from bench.matrix import label
 from bench.metrics import HEADLINE_METRICS
-from bench.report.plots import PALETTE, PANEL_HEIGHT, PANEL_WIDTH, scale_for
+from bench.report.figstyle import PALETTE, PANEL_HEIGHT, PANEL_WIDTH, scale_for
 from bench.report.sweeps import Group, groups
 from bench.results.model import Manifest, as_manifest
 

@@ -12,20 +12,11 @@ from rich.table import Table
 
 from bench import cpushare, stability, stats
 from bench.metrics import KEY_METRICS
+from bench.report.labels import target_labels
+from bench.report.sweeps import rich_tables
 from bench.results import invalid_cells
 from bench.results.model import Manifest, as_manifest, logical_cores
-from bench.targets import registry
 from bench.units import fmt
-
-
-def target_labels(manifest: Manifest | dict[str, Any]) -> dict[str, str]:
-    """How each target is named in tables: a VM's accelerator is part of its name, because a
-    number measured under software emulation says nothing about KVM."""
-    out = {}
-    for name, entry in as_manifest(manifest).targets.items():
-        accel = registry.kind(entry.kind or "").accel_label(entry.artefacts)
-        out[name] = f"{name} [{accel}]" if accel else name
-    return out
 
 
 def summary_table(
@@ -161,8 +152,6 @@ def print_summary(
     comparison = overhead_table(samples, baseline, labels, manifest.paired) if baseline else None
     if comparison is not None:
         console.print(comparison)
-    from bench.report.sweeps import rich_tables  # it builds on frames, which imports this module
-
     for table in rich_tables(samples, manifest):
         console.print(table)
     invalid = invalid_table(cells)
