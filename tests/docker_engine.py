@@ -16,9 +16,10 @@ import docker.errors
 SOCKET = "unix:///var/run/docker.sock"
 
 
-def _client() -> docker.DockerClient | None:
+def answering(url: str = SOCKET) -> docker.DockerClient | None:
+    """A client of the engine at ``url`` when it answers a ping, else None."""
     try:
-        client = docker.DockerClient(base_url=SOCKET, version="auto", timeout=120)
+        client = docker.DockerClient(base_url=url, version="auto", timeout=120)
         client.ping()
         return client
     except docker.errors.DockerException:
@@ -27,7 +28,7 @@ def _client() -> docker.DockerClient | None:
 
 def ensure_engine(timeout: float = 60) -> docker.DockerClient:
     """A client of the local engine, starting ``dockerd`` if it does not answer."""
-    client = _client()
+    client = answering()
     if client is not None:
         return client
     dockerd = shutil.which("dockerd")
@@ -38,7 +39,7 @@ def ensure_engine(timeout: float = 60) -> docker.DockerClient:
     subprocess.run(["sh", "-c", launch], check=True)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        client = _client()
+        client = answering()
         if client is not None:
             return client
         time.sleep(0.5)

@@ -19,19 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import docker
-import docker.errors
+
+from tests.docker_engine import answering
 
 SOCKET = Path("/run/bench-test-podman/podman.sock")
 URL = f"unix://{SOCKET}"
-
-
-def _client() -> docker.DockerClient | None:
-    try:
-        client = docker.DockerClient(base_url=URL, version="auto", timeout=120)
-        client.ping()
-        return client
-    except docker.errors.DockerException:
-        return None
 
 
 def _conf(directory: Path) -> Path:
@@ -49,7 +41,7 @@ def _conf(directory: Path) -> Path:
 @contextmanager
 def podman_engine(work: Path, timeout: float = 60) -> Iterator[docker.DockerClient]:
     """A client of the test Podman service; one this context started is stopped after."""
-    client = _client()
+    client = answering(URL)
     if client is not None:
         yield client
         return
@@ -69,7 +61,7 @@ def podman_engine(work: Path, timeout: float = 60) -> Iterator[docker.DockerClie
         end = time.monotonic() + timeout
         while client is None and time.monotonic() < end and service.poll() is None:
             time.sleep(0.3)
-            client = _client()
+            client = answering(URL)
         assert client is not None, f"podman system service did not start; see {work}/podman.log"
         yield client
     finally:
