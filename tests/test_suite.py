@@ -43,6 +43,19 @@ def test_quickstart_suite_is_valid() -> None:
     assert {w.kind for w in suite.workloads} == {"train_step", "inference", "data_loading"}
 
 
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in (Path(__file__).parent.parent / "suites").glob("*.yaml"))
+)
+def test_every_shipped_suite_is_valid(path: str) -> None:
+    assert load_suite(f"suites/{path}").targets
+
+
+def test_the_runtimes_suite_sweeps_every_runtime() -> None:
+    names = [t.name for t in load_suite("suites/runtimes.yaml").targets]
+    for runtime in ("runc", "crun", "runsc"):
+        assert f"ctr[runtime={runtime},shm_size=64m]" in names
+
+
 REAL = """\
 name: real
 targets:
