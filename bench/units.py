@@ -13,11 +13,20 @@ def number(value: float) -> str:
 
 
 def _scaled(value: float, steps: list[tuple[float, str]]) -> str:
-    for factor, suffix in steps:
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {suffix}"
-    factor, suffix = steps[-1]
-    return f"{value / factor:.3g} {suffix}"
+    """Three significant digits in the largest unit the value reaches. A value that rounds up
+    to 1000 of its unit (999.7 MiB) is written in the next larger one (0.976 GiB), and one
+    beyond the largest unit with separators, never in exponent notation ('1e+03 MiB')."""
+    for i, (factor, suffix) in enumerate(steps):
+        if abs(value) < factor and i < len(steps) - 1:
+            continue
+        text = f"{value / factor:.3g}"
+        if "e" not in text or abs(value) < factor:  # a value below the smallest unit
+            return f"{text} {suffix}"
+        if i == 0:
+            return f"{value / factor:,.0f} {suffix}"
+        larger, name = steps[i - 1]
+        return f"{value / larger:.3g} {name}"
+    raise AssertionError("unreachable: the last step always formats")
 
 
 def fmt(value: float, unit: str) -> str:

@@ -56,6 +56,11 @@ def test_empty_input() -> None:
         (10140.4, "samples/s", "10,140 samples/s"),
         (191.34, "%", "191.3 %"),
         (float("nan"), "s", "-"),
+        # rounding up to 1000 of a unit moves to the next one, never to exponent notation
+        (999.7 * 2**20, "bytes", "0.976 GiB"),
+        (1023.9 * 2**20, "bytes", "1 GiB"),
+        (0.9996, "s", "1 s"),
+        (4321.0, "s", "4,321 s"),
     ],
 )
 def test_units_are_scaled(value: float, unit: str, text: str) -> None:
