@@ -53,9 +53,10 @@ def earlier_durations(suite_dir: Path) -> dict[tuple[str, str], float]:
                 frames.append(results.load_cells(run))
         except (BenchError, OSError, ValueError):
             continue
-    cells = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else None
-    if cells is None or cells.empty or "duration_s" not in cells:
+    found = [f for f in frames if not f.empty and "duration_s" in f]
+    if not found:  # no run, or only runs that never finished a cell
         return {}
+    cells = pd.concat(found, ignore_index=True)
     medians = cells.groupby(["target", "workload"])["duration_s"].median()
     return {(str(t), str(w)): float(v) for (t, w), v in medians.items()}
 

@@ -38,7 +38,7 @@ workloads:
 # torch start-up in the worker.
 COMMAND = 'workloads:\n  - {name: cmd, kind: command, argv: [sleep, "0.05"]}'
 
-DOCKER_ONLY = {"startup.create_s", "startup.start_s", "mem.overhead_bytes"}
+DOCKER_ONLY = {"startup.create_s", "startup.start_s", "mem.overhead_bytes", "cpu.throttled_s"}
 
 
 @pytest.fixture(scope="module")

@@ -76,12 +76,15 @@ def execute(
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     spec = load_suite(suite)
     print_exposure(spec)
-    print_size(spec, results_dir)
+    size = run_size(spec, results_dir)  # from earlier runs only: before this one is created
     run_id = run_id or new_run_id(results_dir / spec.name)
     store = results.ResultStore(results_dir, spec.name, run_id)
+    observer = RichObserver(err)
+    runner = Runner(spec, store, observer)  # refuses a missing secret: no header before that
+    err.print(size, highlight=False, markup=False, soft_wrap=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with RichObserver(err) as observer:
-        summary = Runner(spec, store, observer).run(str(suite), parallel_hosts)
+    with observer:
+        summary = runner.run(str(suite), parallel_hosts)
     return store.path, summary
 
 
@@ -96,14 +99,13 @@ def print_exposure(spec: Any) -> None:
         )
 
 
-def print_size(spec: Any, results_dir: Path) -> None:
+def run_size(spec: Any, results_dir: Path) -> str:
     """The run header's plain part: how many cells, and how long earlier runs of the suite
     say they take (a matrix multiplies cells before anyone counts them)."""
     from bench import estimate
     from bench.plan import build_plan
 
-    text = estimate.header(spec, build_plan(spec), results_dir)
-    err.print(text, highlight=False, markup=False, soft_wrap=True)
+    return estimate.header(spec, build_plan(spec), results_dir)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
