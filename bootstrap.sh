@@ -45,6 +45,8 @@ system_packages() {
     # More OCI runtimes for the container target (crun, gVisor's runsc) and a second engine
     # with a Docker-compatible API (Podman).
     apt_install crun runsc podman
+    # The Slurm target: the client commands, and the daemons scripts/slurm-local starts.
+    apt_install slurm-client slurmctld slurmd munge
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     # The VM target: QEMU (system emulator and qemu-img) and mkfs.ext4 for the guest disk.
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then

@@ -162,7 +162,7 @@ def test_the_stored_fixture_runs_read_as_before() -> None:
 def test_every_kind_declares_loadable_parts() -> None:
     """Each config model names an implementation of that kind; each collector loads; the
     validation model accepts what the suite schema gives it."""
-    assert registry.kinds() == ["local", "ssh", "docker", "vm"]
+    assert registry.kinds() == ["local", "ssh", "docker", "vm", "slurm"]
     for kind in registry.describe():
         assert kind.models and kind.config is not None
         for model, path in kind.targets.items():
@@ -180,13 +180,14 @@ def test_gc_collectors_keep_the_teardown_and_output_order() -> None:
     headings = [h for c in collectors for h in c.headings]
     assert headings == [
         "local worker(s)",
+        "Slurm job(s)",
         "remote run dir(s)",
         "static VM(s)",
         "VM guest(s)",
         "container(s)",
     ]
     records = [r for c in collectors for r in c.records]
-    assert records == ["local_tmp", "remote_dir", "static_vm", "docker_engine"]
+    assert records == ["local_tmp", "slurm_cluster", "remote_dir", "static_vm", "docker_engine"]
 
 
 def test_build_never_imports_targets() -> None:

@@ -67,14 +67,14 @@ def execute(
     suite: Path, results_dir: Path, run_id: str | None, parallel_hosts: int
 ) -> tuple[Path, RunSummary]:
     """Validate SUITE and run every cell into ``results_dir/<suite>/<run-id>``."""
-    from bench import results
+    from bench import fleet, results
     from bench.metadata import new_run_id
     from bench.progress import RichObserver
     from bench.runner import Runner
 
     if run_id is not None and not re.fullmatch(NAME_PATTERN, run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
-    spec = load_suite(suite)
+    spec = fleet.expand(load_suite(suite))
     print_exposure(spec)
     size = run_size(spec, results_dir)  # from earlier runs only: before this one is created
     run_id = run_id or new_run_id(results_dir / spec.name)

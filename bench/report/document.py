@@ -14,7 +14,7 @@ import jinja2
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench import cpushare, results, stability, stats
+from bench import cpushare, fleetcheck, results, stability, stats
 from bench.report import frames, markdown, plots, sweeps
 from bench.report.labels import target_labels
 from bench.report.terminal import hardware_note
@@ -80,7 +80,9 @@ def build(run_dir: str | Path) -> Report:
         run_dir=run_dir,
         manifest=manifest,
         warnings=read_first(manifest, cells),
-        stability=stability.warnings(samples, raw, cells) + cpushare.warnings(samples, manifest),
+        stability=stability.warnings(samples, raw, cells)
+        + cpushare.warnings(samples, manifest)
+        + fleetcheck.warnings(samples, manifest, cells),
         invalid=frames.invalid(cells),
         headline=frames.headline_tables(samples, manifest),
         sweeps=sweeps.tables(samples, manifest),

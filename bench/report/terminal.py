@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench import cpushare, stability, stats
+from bench import cpushare, fleetcheck, stability, stats
 from bench.metrics import KEY_METRICS
 from bench.report.labels import target_labels
 from bench.report.sweeps import rich_tables
@@ -157,7 +157,8 @@ def print_summary(
     invalid = invalid_table(cells)
     if invalid is not None:
         console.print(invalid)
-    for warning in stability.warnings(samples, raw, cells) + cpushare.warnings(samples, manifest):
+    found = stability.warnings(samples, raw, cells) + cpushare.warnings(samples, manifest)
+    for warning in found + fleetcheck.warnings(samples, manifest, cells):
         console.print(f"warning: {warning}", style="yellow", highlight=False)
     note = hardware_note(manifest)
     if note:

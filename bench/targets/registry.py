@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bench.targets import docker, local, ssh, vm
+from bench.targets import docker, local, slurm, ssh, vm
 from bench.targets.base import Target, TargetConfig
 from bench.targets.kind import Kind
 
-_KINDS: dict[str, Kind] = {k.name: k for k in (local.KIND, ssh.KIND, docker.KIND, vm.KIND)}
+_KINDS: dict[str, Kind] = {
+    k.name: k for k in (local.KIND, ssh.KIND, docker.KIND, vm.KIND, slurm.KIND)
+}
 
 
 class UnknownKind(Kind):
