@@ -24,6 +24,7 @@ from bench.fleet import expand
 from bench.results import load, load_cells, load_manifest
 from bench.results.model import as_manifest
 from bench.suite import parse_suite
+from bench.targets.slurmcli import explain
 from bench.targets.slurmtarget import SrunWatcher
 from tests.conftest import REPO, bench_cli
 from tests.slurm_cluster import NODES, local_cluster, node_cpus, slurm
@@ -93,6 +94,28 @@ def test_the_node_unlike_the_others_is_flagged() -> None:
         value=lambda f: f["value"].where(f["target"] != "f[node=c]", 0.02)
     )
     assert fleetcheck.outliers(faster, manifest) == []  # a faster node is no outlier to chase
+
+
+def test_cells_on_differing_nodes_are_named() -> None:
+    def cell(node: str, cpus: str) -> dict:
+        info = {"slurm": {"node": node, "node_hardware": {"CPUTot": cpus, "RealMemory": "1"}}}
+        return {"target": "job", "info": info}
+
+    same = pd.DataFrame([cell("n1", "2"), cell("n2", "2")])
+    assert fleetcheck.mixed_hardware(same) == []
+    found = fleetcheck.mixed_hardware(pd.DataFrame([cell("n1", "2"), cell("n2", "64")]))
+    assert len(found) == 1 and found[0].startswith("job: its cells ran on nodes with different")
+    assert "n2: CPUTot 64" in found[0]
+
+
+def test_slurms_refusals_are_one_line_with_the_fix() -> None:
+    munge = (
+        "sinfo: error: Munge encode failed: Failed to access munge.socket.2 (Did you start munged?)"
+    )
+    error = explain("target 'job'", "partitions", munge + "\nslurm_load_partitions: error\n")
+    assert "Slurm refused authentication" in error.one_line() and "munged" in error.one_line()
+    down = "sinfo: error: Unable to contact slurm controller (connect failure)"
+    assert "no Slurm controller answers" in explain("t", "nodes", down).one_line()
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +233,15 @@ def _start(conf: str, tmp_path: Path) -> subprocess.Popen[str]:
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_runs_jobs_and_nothing_else(cluster, tmp_path: Path) -> None:
     other = slurm(
-        cluster, "sbatch", "--parsable", "-J", "someone-else", "--wrap", "sleep 300"
+        cluster,
+        "sbatch",
+        "--parsable",
+        "-J",
+        "someone-else",
+        "-o",
+        "/dev/null",
+        "--wrap",
+        "sleep 300",
     ).strip()
     try:
         proc = _start(cluster, tmp_path)
