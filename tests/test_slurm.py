@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 
 from bench import fleetcheck
+from bench.build.config import BuildConfig
+from bench.build.image import base_image
 from bench.errors import SuiteError
 from bench.fleet import expand
 from bench.results import load, load_cells, load_manifest
@@ -27,7 +29,8 @@ from bench.suite import parse_suite
 from bench.targets.slurmcli import explain
 from bench.targets.slurmtarget import SrunWatcher
 from tests.conftest import REPO, bench_cli
-from tests.slurm_cluster import NODES, local_cluster, node_cpus, slurm
+from tests.docker_engine import ensure_engine
+from tests.slurm_cluster import NODES, local_cluster, node_cpus, oci_bundle, slurm
 from tests.test_run_e2e import run_dir_of
 
 # About 0.1 s of one CPU in a shell loop, then a metric line.
@@ -124,8 +127,8 @@ def cluster(tmp_path_factory) -> Iterator[str]:
         yield conf
 
 
-def _target(conf: str, name: str, extra: str = "") -> str:
-    return f"  - {{name: {name}, kind: slurm, conf: {conf}, python: {sys.executable}{extra}}}"
+def _target(conf: str, name: str, extra: str = "", python: str = sys.executable) -> str:
+    return f"  - {{name: {name}, kind: slurm, conf: {conf}, python: {python}{extra}}}"
 
 
 def _run(
@@ -266,3 +269,22 @@ def test_gc_cancels_the_jobs_of_a_killed_run(cluster, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Slurm job(s)" in done.stdout + done.stderr
     assert _wait(lambda: not _bench_jobs(cluster), 30)
+
+
+@pytest.mark.slow
+def test_a_cell_runs_in_slurms_own_container(cluster, tmp_path: Path) -> None:
+    """srun --container with the cluster's oci.conf (runc): the worker runs from an OCI bundle
+    of bench's base image, whose filesystem holds a marker the host's does not."""
+    client = ensure_engine()
+    image, _ = base_image(client, BuildConfig(), lambda _: None)
+    bundle = oci_bundle(tmp_path / "bundle", client, image)
+    probe = (
+        "test -f /bench-bundle-marker && "
+        """echo '{"bench_metric": "in_bundle", "value": 1}'"""
+    )
+    text = _suite(_target(cluster, "ctr", f", container: {bundle}", "python3"), workload=probe)
+    done, run_dir = _run(tmp_path / "run", text)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    samples = load(run_dir)
+    assert list(samples[samples.metric == "user.in_bundle"]["value"]) == [1]
+    assert not Path("/bench-bundle-marker").exists()
