@@ -7,6 +7,7 @@ recorded (their ``conf``), and the default one when its commands answer.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench.errors import TargetError
@@ -28,7 +29,11 @@ class Jobs:
         self.checked: set[str] = set()
 
     def recorded(self, item: dict[str, Any], sweep: Sweep) -> bool:
+        """The orphaned jobs of a cluster a dead run used; a cluster whose configuration file
+        is gone (a test cluster, removed) has nothing left to cancel."""
         conf = item.get("conf")
+        if isinstance(conf, str) and not os.path.exists(conf):
+            return True
         return self._cluster(conf if isinstance(conf, str) else None, sweep, required=True)
 
     def unrecorded(self, sweep: Sweep) -> None:

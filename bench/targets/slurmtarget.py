@@ -353,7 +353,9 @@ class SlurmTarget:
             )
             mine = [line.split()[0] for line in listed.splitlines() if job_comment() in line]
             self.slurm.cancel(mine)
+            state.current().discard(f"slurm:{self.config.conf}")
         finally:
             if self._package is not None:
                 shutil.rmtree(self._package, ignore_errors=True)
                 self._package = None
+                state.current().discard(f"local_tmp:{self.config.workdir}")
