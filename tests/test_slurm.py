@@ -297,3 +297,19 @@ def test_a_cell_runs_in_slurms_own_container(cluster, tmp_path: Path) -> None:
     samples = load(run_dir)
     assert list(samples[samples.metric == "user.in_bundle"]["value"]) == [1]
     assert not Path("/bench-bundle-marker").exists()
+
+
+@pytest.mark.slow
+def test_bench_environment_stays_out_of_the_job(cluster, tmp_path: Path) -> None:
+    """srun hands its environment to the job: only what a worker needs goes with it, never
+    the rest of bench's (a webhook URL, a cloud key), as for a local worker."""
+    probe = (
+        'echo "{\\"bench_metric\\": \\"leaked\\", \\"value\\": ${#BENCH_TEST_CONTROLLER_SECRET}}"'
+    )
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(_suite(_target(cluster, "job"), workload=probe))
+    env = {"BENCH_TEST_CONTROLLER_SECRET": "hunter2"}
+    done = bench_cli("run", str(suite), "--results-dir", str(tmp_path / "r"), env=env)
+    assert done.returncode == 0, done.stderr
+    samples = load(run_dir_of(done))
+    assert list(samples[samples.metric == "user.leaked"]["value"]) == [0]

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 
 from bench.errors import TargetError
+from bench.targets import envvars
 
 TIMEOUT_S = 30.0
 AUTH_HINT = (
@@ -31,8 +32,11 @@ class Slurm:
     label: str
 
     def env(self) -> dict[str, str]:
-        """The environment of a Slurm command: bench's own, with the cluster's configuration."""
-        env = dict(os.environ)
+        """The environment of a Slurm command, which srun hands on to the job: what a worker
+        needs from bench's own (``envvars.inherited``: no webhook URL or cloud key reaches a
+        workload), the user's Slurm client settings (``SLURM_*``), the cluster's configuration."""
+        env = envvars.inherited()
+        env.update({k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
         if self.conf:
             env["SLURM_CONF"] = self.conf
         return env

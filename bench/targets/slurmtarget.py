@@ -215,6 +215,7 @@ class SlurmTarget:
         self.config = config
         self.slurm = Slurm(config.conf, f"target {config.name!r}")
         self._package: str | None = None
+        self._cluster: dict[str, str] = {}
         # A relative path is the controller's (the job's directory is the package's).
         relative = "/" in config.python and not os.path.isabs(config.python)
         self.python = os.path.abspath(config.python) if relative else config.python
@@ -245,6 +246,7 @@ class SlurmTarget:
     def prepare(self, builder: Builder) -> dict[str, Any]:
         """Check the cluster and the request before the first cell; ship the worker."""
         version, cluster = self.slurm.version(), self.slurm.cluster()
+        self._cluster = {"cluster": cluster, "version": version}
         state.current().add(f"slurm:{self.config.conf}", "slurm_cluster", conf=self.config.conf)
         if self.config.partition and self.config.partition not in self.slurm.partitions():
             raise TargetError(
@@ -302,11 +304,7 @@ class SlurmTarget:
             )
         data = worker.parse_fingerprint(done.stdout.decode(errors="replace"), self.slurm.label)
         node = next((m.group(2) for m in map(ALLOCATED.match, stderr.splitlines()) if m), None)
-        data["slurm"] = {
-            "node": node,
-            "cluster": self.slurm.cluster(),
-            "version": self.slurm.version(),
-        }
+        data["slurm"] = {"node": node, **self._cluster}  # asked once, in prepare
         return data
 
     def drop_caches(self) -> str | None:
