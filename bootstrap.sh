@@ -27,32 +27,41 @@ apt_install() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+WANT=()
+want() { WANT+=("$@"); }
+
 system_packages() {
+    # What this machine lacks, collected first and installed in one apt transaction (one
+    # index update, one download and unpack pass); "$@": packages the command adds.
     # A Python with venv support (Debian splits it out), git for the run manifest's commit,
     # OpenSSH (client for ssh-keygen, server for the tests' SSH hosts).
+    local python_ok=1
     if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
-        apt_install python3 python3-venv python3-pip
-        PYTHON=python3
+        want python3 python3-venv python3-pip
+        python_ok=0
     fi
-    command -v git >/dev/null 2>&1 || apt_install git
+    command -v git >/dev/null 2>&1 || want git
     if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
-        apt_install openssh-server openssh-client
+        want openssh-server openssh-client
     fi
-    command -v ip >/dev/null 2>&1 || apt_install iproute2  # network namespaces as test hosts
+    command -v ip >/dev/null 2>&1 || want iproute2  # network namespaces as test hosts
     # The container target: Debian's Docker engine, and debootstrap for the offline base image
     # (no registry is needed: bench build makes the base from the Debian mirror apt uses).
-    command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+    command -v dockerd >/dev/null 2>&1 || want docker.io
     # More OCI runtimes for the container target (crun, gVisor's runsc) and a second engine
     # with a Docker-compatible API (Podman).
-    apt_install crun runsc podman
+    want crun runsc podman
     # The Slurm target: the client commands, and the daemons scripts/slurm-local starts.
-    apt_install slurm-client slurmctld slurmd munge
-    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    want slurm-client slurmctld slurmd munge
+    command -v debootstrap >/dev/null 2>&1 || want debootstrap
     # The VM target: QEMU (system emulator and qemu-img) and mkfs.ext4 for the guest disk.
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
-        apt_install qemu-system-x86 qemu-utils
+        want qemu-system-x86 qemu-utils
     fi
-    command -v mkfs.ext4 >/dev/null 2>&1 || apt_install e2fsprogs
+    command -v mkfs.ext4 >/dev/null 2>&1 || want e2fsprogs
+    want "$@"
+    apt_install "${WANT[@]}"
+    [ "$python_ok" = 1 ] || PYTHON=python3
 }
 
 docker_running() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -96,7 +105,7 @@ virtualenv() {
 }
 
 setup() {
-    system_packages
+    system_packages "$@"
     # Register crun and runsc with the Docker engine (merged into daemon.json; the engine is
     # reloaded only when something was added).
     "$PYTHON" scripts/oci-runtimes
@@ -114,12 +123,12 @@ case "$cmd" in
         exec "$VENV/bin/bench" run "$suite" "$@"
         ;;
     test)
-        setup
         # A static busybox makes the tiny images the container-probe tests run; Chromium
-        # opens the HTML reports the way a reader's browser does.
-        apt_install busybox-static chromium
-        # systemd-analyze checks the units bench schedule writes (systemd need not be running).
-        command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+        # opens the HTML reports the way a reader's browser does; systemd-analyze checks the
+        # units bench schedule writes (systemd need not be running).
+        extra=(busybox-static chromium)
+        command -v systemd-analyze >/dev/null 2>&1 || extra+=(systemd)
+        setup "${extra[@]}"
         log "ruff check and format check"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

@@ -44,6 +44,7 @@ for _command in (
     analysis.summary,
     analysis.compare,
     analysis.history_command,
+    analysis.export_command,
     nightly.nightly,
     nightly.schedule,
     maintenance.validate,

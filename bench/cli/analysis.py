@@ -144,3 +144,30 @@ def _history_dir(path: Path) -> Path:
     if not (path / INDEX).is_file():
         raise ResultsError(f"{path}: not a history directory (no {INDEX}); see bench nightly")
     return path
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv for spreadsheets, parquet for data tools, json: one JSON object per line.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output; parquet needs a file).",
+)
+@translate
+def export_command(run_dir: Path, fmt: str, output: Path | None) -> None:
+    """Write the samples of RUN_DIR (a run, or a suite's directory of runs) as a table: the
+    same columns bench.results.load() gives a notebook."""
+    from bench import export, results
+
+    export.write(results.load(run_dir), fmt, output)
+    if output is not None:
+        line(str(output))

@@ -145,38 +145,42 @@ def throughput_bars(samples: pd.DataFrame, palette: dict[str, Any]) -> Figure | 
 
 
 def overhead_forest(headline: pd.DataFrame, palette: dict[str, Any]) -> Figure | None:
-    """Per workload, each target's change against the baseline on every compared metric, with
-    its 95% CI; hollow markers are changes whose interval contains zero (no measurable
-    difference). ``headline`` is ``frames.headline``'s frame."""
+    """Each target's change against the baseline on every compared metric, with its 95% CI,
+    one panel per workload and target: each panel has its own scale, so a container's 5 %
+    and an emulated VM's 17,000 % are both readable (one shared axis would flatten the first
+    to a dot on the baseline line). Hollow markers are changes whose interval contains zero
+    (no measurable difference). ``headline`` is ``frames.headline``'s frame."""
     found = headline.dropna(subset=["ratio"])
     if found.empty:
         return None
-    workloads = list(dict.fromkeys(found["workload"]))
-    figure, axes = panel_grid(len(workloads), "Change against the baseline (95% CI)")
-    for axis, workload in zip(axes, workloads, strict=True):
-        rows = found[found["workload"] == workload].reset_index(drop=True)
+    pairs = list(dict.fromkeys(zip(found["workload"], found["target"], strict=True)))
+    figure, axes = panel_grid(len(pairs), "Change against the baseline (95% CI)")
+    for axis, (workload, target) in zip(axes, pairs, strict=True):
+        mask = (found["workload"] == workload) & (found["target"] == target)
+        rows = found[mask].reset_index(drop=True)
+        colour = palette.get(target, "grey")
         for y, row in rows.iterrows():
-            colour = palette.get(row["target"], "grey")
-            point = (row["ratio"] - 1) * 100
-            if not pd.isna(row["ratio_low"]):
-                low, high = (row["ratio_low"] - 1) * 100, (row["ratio_high"] - 1) * 100
-                axis.plot([low, high], [y, y], color=colour, linewidth=2)
-                solid = not low <= 0 <= high
-            else:
-                solid = False
-            axis.plot(
-                point, y, "o", color=colour, markerfacecolor=colour if solid else "white",
-                markersize=7,
-            )  # fmt: skip
+            _change(axis, y, row, colour)
         axis.axvline(0, color="black", linewidth=1)
-        labels = [f"{t} · {m}" for t, m in zip(rows.target, rows.metric, strict=True)]
-        axis.set_yticks(range(len(rows)), labels)
+        axis.set_yticks(range(len(rows)), list(rows.metric))
         axis.invert_yaxis()
         axis.tick_params(axis="y", labelsize=7)
-        axis.set_title(workload)
+        axis.set_title(f"{workload} · {target}", fontsize=9)
         axis.set_xlabel("change vs baseline (%)")
         axis.grid(True, axis="x", alpha=0.3)
     return finish(figure)
+
+
+def _change(axis: Any, y: int, row: pd.Series, colour: Any) -> None:
+    """One metric's change and its interval (solid when the interval excludes zero)."""
+    point = (row["ratio"] - 1) * 100
+    solid = False
+    if not pd.isna(row["ratio_low"]):
+        low, high = (row["ratio_low"] - 1) * 100, (row["ratio_high"] - 1) * 100
+        axis.plot([low, high], [y, y], color=colour, linewidth=2)
+        solid = not low <= 0 <= high
+    face = colour if solid else "white"
+    axis.plot(point, y, "o", color=colour, markerfacecolor=face, markersize=7)
 
 
 def latency_cdfs(
