@@ -1,15 +1,28 @@
 """Live progress for ``bench run``: one bar per cell, on stderr.
 
 Progress goes to stderr so that stdout stays a clean record (the summary table and, last, the
-run directory) that scripts can parse with ``tail -n 1``.
+run directory) that scripts can parse with ``tail -n 1``. The overall bar says how long the
+rest of the run should take (``bench.eta``), from the cells finished so far.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
+from bench import eta
 from bench.plan import Cell
 from bench.results import CellRecord
 from bench.runner import Observer
@@ -18,18 +31,23 @@ from bench.runner import Observer
 class RichObserver(Observer):
     """Renders runner callbacks as rich progress bars."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(
+        self, console: Console, earlier: Mapping[tuple[str, str], float] | None = None
+    ) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            _LeftColumn(self),
             console=console,
             refresh_per_second=4,  # cheap: the controller shares the CPU with the worker
         )
         self.overall: int | None = None
         self.tasks: dict[int, int] = {}
         self.names: dict[int, str] = {}
+        self.earlier = earlier
+        self.remaining: eta.Remaining | None = None
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
@@ -39,7 +57,8 @@ class RichObserver(Observer):
         self.progress.stop()
 
     def run_started(self, cells: list[Cell]) -> None:
-        """Add the overall bar."""
+        """Add the overall bar, with the time left when earlier runs say."""
+        self.remaining = eta.Remaining(cells, self.earlier)
         self.overall = self.progress.add_task("[bold]cells", total=len(cells))
 
     def cell_started(self, cell: Cell) -> None:
@@ -47,6 +66,8 @@ class RichObserver(Observer):
         name = escape(f"{cell.workload} on {cell.target} #{cell.repetition + 1}")  # a[k=v]
         self.names[cell.index] = name
         self.tasks[cell.index] = self.progress.add_task(f"{name}: provisioning", total=None)
+        if self.remaining is not None:
+            self.remaining.started(cell)
 
     def cell_phase(self, cell: Cell, phase: str) -> None:
         """Show the start-up phase reached."""
@@ -76,9 +97,24 @@ class RichObserver(Observer):
                 highlight=False,
                 soft_wrap=True,
             )
-        if self.overall is not None:
+        if self.overall is not None and self.remaining is not None:
+            self.remaining.finished(cell, record.duration_s)
             self.progress.advance(self.overall)
 
     def note(self, message: str) -> None:
         """A preparation step (building, pulling) printed above the bars."""
         self.progress.console.print(f"[dim]·[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _LeftColumn(ProgressColumn):
+    """The time left in the run, on the overall bar only, re-estimated at every refresh."""
+
+    def __init__(self, observer: RichObserver) -> None:
+        super().__init__()
+        self.observer = observer
+
+    def render(self, task: Task) -> Text:
+        remaining = self.observer.remaining
+        if task.id != self.observer.overall or remaining is None:
+            return Text("")
+        return Text(eta.say(remaining.seconds()), style="progress.remaining")

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench import exposure, interrupts, metadata, pagecache
+from bench import exposure, interrupts, metadata, pagecache, preparing
 from bench.assets.staging import Staging
 from bench.build import groups
 from bench.build.builder import Builder
@@ -230,19 +230,27 @@ class Runner:
     def _prepare(self) -> dict[str, Any]:
         """Build or pull what each target needs, before any clock starts.
 
-        A target that cannot be prepared is recorded; its cells fail with that reason and the
-        other targets still run.
+        Targets are prepared side by side (``preparing.concurrently``): on a fresh machine the
+        wheels download while the offline base is made, and the image and the guest disk build
+        together. A target that cannot be prepared is recorded; its cells fail with that reason
+        and the other targets still run.
         """
-        out: dict[str, Any] = {}
-        for name, target in self.targets.items():
+        entries = preparing.concurrently(
+            {name: self._prepare_one(name, target) for name, target in self.targets.items()}
+        )
+        return dict(entries)
+
+    def _prepare_one(self, name: str, target: Target) -> Callable[[], dict[str, Any]]:
+        def prepare() -> dict[str, Any]:
             entry: dict[str, Any] = {"kind": target.config.kind}
             try:
                 entry["artefacts"] = target.prepare(self.builder)
             except BenchError as exc:
                 self._unprepared[name] = exc
                 entry["prepare_error"] = envvars.redact(exc.one_line(), self.secrets)
-            out[name] = entry
-        return out
+            return entry
+
+        return prepare
 
     def _fingerprints(self, entries: dict[str, Any]) -> None:
         """Each prepared target's environment; a failure is recorded, its cells still run."""

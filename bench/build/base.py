@@ -2,8 +2,9 @@
 pulled, otherwise a Debian made offline with ``debootstrap --variant=minbase``.
 
 Machines in a lab often have a Debian mirror (apt) but no container registry; the offline base
-makes the container image (and, later, the VM disk) from the same distribution packages either
-way. The root filesystem is kept as a tarball in the cache, named by a hash of its inputs.
+makes the container image and the VM disk from the same tarball (the guest adds its kernel and
+sshd on top). The root filesystem is kept as a tarball in the cache, named by a hash of its
+inputs.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def rootfs(
     config: BuildConfig, note: Callable[[str], None], packages: tuple[str, ...] = PACKAGES
 ) -> RootFs:
     """An offline base's tarball with ``packages``, made with debootstrap when it is not in
-    the cache yet (the container base has Python only; the VM guest adds a kernel and sshd)."""
+    the cache yet (Python only: the VM guest adds a kernel and sshd to its own copy)."""
     key, mirror = rootfs_key(config, packages)
     with cache.locked("rootfs") as root:
         tarball = root / "rootfs" / f"{key}.tar"
@@ -78,7 +79,7 @@ def rootfs(
         shutil.rmtree(staging, ignore_errors=True)
         try:
             _debootstrap(config.release, mirror, staging, packages)
-            _trim(staging)
+            trim(staging)
             _tar(staging, tarball)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -116,7 +117,7 @@ def _debootstrap(release: str, mirror: str, target: Path, packages: tuple[str, .
         )
 
 
-def _trim(target: Path) -> None:
+def trim(target: Path) -> None:
     """Drop downloaded .debs and apt lists: they are not part of the system being measured."""
     for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages"):
         for path in target.glob(pattern):

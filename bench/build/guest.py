@@ -1,6 +1,10 @@
 """The matched VM guest: a bootable disk made from the same offline Debian and the same
 wheelhouse as the container image, plus the kernel and initramfs to boot it directly.
 
+The guest starts from the very base tarball the container image is imported from (one
+``debootstrap`` for both); its kernel, sshd and ``ip`` are installed on top with apt in a
+chroot, so the two targets share every package they both have, byte for byte.
+
 The disk is an ext4 filesystem image written straight from a directory tree (``mkfs.ext4 -d``),
 so building it needs neither loop devices nor mounts. The guest's PID 1 is a short script that
 mounts what Linux needs, brings up the network QEMU's user-mode stack expects and ``exec``s
@@ -23,6 +27,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,7 @@ from bench.build.config import BuildConfig
 from bench.build.wheelhouse import INDEX_FILE, REQUIREMENTS_FILE, Wheelhouse
 from bench.errors import BuildError
 
-PACKAGES = ("python3", "python3-venv", "linux-image-amd64", "openssh-server", "iproute2")
+PACKAGES = ("linux-image-amd64", "openssh-server", "iproute2")  # on top of the shared base
 PYTHON = "/opt/bench/venv/bin/python"
 LIB = "/opt/bench/lib"
 USER = "root"
@@ -118,20 +123,27 @@ class GuestImage:
 
 def guest_key(config: BuildConfig, wheelhouse: Wheelhouse) -> str:
     """Hash of everything the disk is made from."""
-    rootfs_key, _ = base.rootfs_key(config, PACKAGES)
+    rootfs_key, _ = base.rootfs_key(config)
     init = INIT.replace("{lib}", LIB)
-    return cache.digest("guest-v1", rootfs_key, wheelhouse.key, init, SSHD_CONFIG, PYTHON)[:16]
+    parts = (rootfs_key, ",".join(PACKAGES), wheelhouse.key, init, SSHD_CONFIG, PYTHON)
+    return cache.digest("guest-v2", *parts)[:16]
 
 
-def ensure(config: BuildConfig, wheelhouse: Wheelhouse, note: Callable[[str], None]) -> GuestImage:
-    """The matched guest, built when it is not in the cache yet."""
+def ensure(
+    config: BuildConfig,
+    wheelhouse: Wheelhouse,
+    note: Callable[[str], None],
+    rootfs: Callable[[], base.RootFs] | None = None,
+) -> GuestImage:
+    """The matched guest, built when it is not in the cache yet from ``rootfs()`` (the
+    builder's offline base, shared with the container image)."""
     key = guest_key(config, wheelhouse)
     with cache.locked("guest") as root:
         final = root / "guest" / key
         if (final / GUEST_FILE).is_file():
             return _load(key, final)
         _check_tools()
-        fs = base.rootfs(config, note, PACKAGES)
+        fs = rootfs() if rootfs else base.rootfs(config, note)
         note(f"making the VM guest disk {final}")
         staging = final.with_name(f"{key}.partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -170,10 +182,12 @@ def _restrict(path: Path) -> None:
 
 
 def _check_tools() -> None:
-    missing = [tool for tool in ("mkfs.ext4", "chroot", "tar") if shutil.which(tool) is None]
+    tools = ("mkfs.ext4", "chroot", "tar", "unshare")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         raise BuildError(
-            f"VM guest: {', '.join(missing)} not installed", hint="apt-get install e2fsprogs"
+            f"VM guest: {', '.join(missing)} not installed",
+            hint="apt-get install e2fsprogs util-linux",
         )
     if os.geteuid() != 0:
         raise BuildError("VM guest: building the guest disk needs root (chroot, file owners)")
@@ -185,6 +199,8 @@ def _make(tarball: Path, wheelhouse: Wheelhouse, out: Path, note: Callable[[str]
     tree.mkdir()
     try:
         _run(["tar", "--numeric-owner", "-xf", str(tarball), "-C", str(tree)], "unpack the base")
+        note(f"installing {' '.join(PACKAGES)} into the guest with apt")
+        _add_packages(tree)
         note("installing the pinned wheels into the guest's venv")
         _install_venv(tree, wheelhouse)
         release = _copy_kernel(tree, out)
@@ -202,6 +218,47 @@ def _run(command: list[str], what: str) -> None:
     if done.returncode != 0:
         lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
         raise BuildError(f"VM guest: cannot {what}: {lines[-1]}")
+
+
+ADD_PACKAGES = """\
+set -e
+mount -t proc proc "$1/proc"
+mount -t sysfs sysfs "$1/sys"
+exec chroot "$@"
+"""
+APT = """\
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "$@"
+apt-get clean
+"""
+NO_SERVICES = b"#!/bin/sh\n# no service starts while the guest is being built\nexit 101\n"
+
+
+def _add_packages(tree: Path) -> None:
+    """``PACKAGES`` installed into the unpacked base by its own apt, from the mirror the base
+    came from. The chroot gets /proc and /sys in a private mount namespace, so they vanish
+    with it however the install ends, and ``policy-rc.d`` keeps sshd from starting."""
+    _copy_resolver(tree)
+    policy = tree / "usr" / "sbin" / "policy-rc.d"
+    _write(policy, NO_SERVICES, 0o755)
+    try:
+        chroot = [str(tree), "/bin/sh", "-c", APT, "apt", *PACKAGES]
+        command = ["unshare", "--mount", "--fork", "sh", "-c", ADD_PACKAGES, "sh", *chroot]
+        _run(command, f"install {' '.join(PACKAGES)} with apt")
+    finally:
+        policy.unlink(missing_ok=True)
+    base.trim(tree)
+
+
+def _copy_resolver(tree: Path) -> None:
+    """The host's resolver configuration, so apt in the chroot finds the mirror by name."""
+    resolv = tree / "etc" / "resolv.conf"
+    if resolv.is_symlink():
+        resolv.unlink()
+    with suppress(OSError):
+        resolv.write_bytes(Path("/etc/resolv.conf").read_bytes())
 
 
 def _install_venv(tree: Path, wheelhouse: Wheelhouse) -> None:

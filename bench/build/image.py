@@ -72,9 +72,11 @@ def ensure(
     config: BuildConfig,
     wheelhouse: Wheelhouse,
     note: Callable[[str], None],
+    base_ref: tuple[str, str] | None = None,
 ) -> BuiltImage:
-    """The matched image on ``client``'s engine, built when it is not there yet."""
-    base_ref, source = base_image(client, config, note)
+    """The matched image on ``client``'s engine, built when it is not there yet, on
+    ``base_ref`` (``base_image``'s answer) when the caller already has it."""
+    base_ref, source = base_ref or base_image(client, config, note)
     with translated("image build", BuildError):
         base_id = client.images.get(base_ref).id
     pkg = workerpack.build()
@@ -95,9 +97,13 @@ def ensure(
 
 
 def base_image(
-    client: docker.DockerClient, config: BuildConfig, note: Callable[[str], None]
+    client: docker.DockerClient,
+    config: BuildConfig,
+    note: Callable[[str], None],
+    rootfs: Callable[[], base.RootFs] | None = None,
 ) -> tuple[str, str]:
-    """(reference, how it was obtained) of the image the matched image is built on."""
+    """(reference, how it was obtained) of the image the matched image is built on; an
+    offline base is imported from ``rootfs()`` (the builder's, shared with the VM guest)."""
     if config.base_image:
         try:
             _present_or_pulled(client, config.base_image, note)
@@ -110,7 +116,7 @@ def base_image(
         try:
             client.images.get(tag)
         except docker.errors.ImageNotFound:
-            fs = base.rootfs(config, note)
+            fs = rootfs() if rootfs else base.rootfs(config, note)
             note(f"importing the offline base as {tag}")
             reply = client.api.import_image(src=str(fs.tarball), repository=BASE_REPO, tag=key)
             _tagged(client, reply, key)

@@ -79,7 +79,7 @@ def execute(
     size = run_size(spec, results_dir)  # from earlier runs only: before this one is created
     run_id = run_id or new_run_id(results_dir / spec.name)
     store = results.ResultStore(results_dir, spec.name, run_id)
-    observer = RichObserver(err)
+    observer = RichObserver(err, earlier_durations(spec, results_dir))
     runner = Runner(spec, store, observer)  # refuses a missing secret: no header before that
     err.print(size, highlight=False, markup=False, soft_wrap=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -97,6 +97,14 @@ def print_exposure(spec: Any) -> None:
         err.print(
             f"warning: {warning}", style="bold red", highlight=False, markup=False, soft_wrap=True
         )
+
+
+def earlier_durations(spec: Any, results_dir: Path) -> dict[tuple[str, str], float]:
+    """Each (target, workload)'s median cell duration in earlier runs of the suite: the
+    progress bar's first guess at the time left, until this run's own cells say more."""
+    from bench import estimate
+
+    return estimate.earlier_durations(results_dir / spec.name)
 
 
 def run_size(spec: Any, results_dir: Path) -> str:

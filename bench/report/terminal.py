@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bench import cpushare, fleetcheck, stability, stats
 from bench.metrics import KEY_METRICS
+from bench.report import headline
 from bench.report.labels import target_labels
 from bench.report.sweeps import rich_tables
 from bench.results import invalid_cells
@@ -141,14 +142,19 @@ def print_summary(
     manifest: Manifest | dict[str, Any] | None = None,
     raw: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Summary table, the comparison with the baseline, INVALID cells if any, stability
-    warnings, and a note when targets differ in hardware."""
+    """The headline (what isolation cost against the baseline, in words), the summary table,
+    the comparison with the baseline, INVALID cells if any, stability warnings, and a note
+    when targets differ in hardware."""
     manifest = as_manifest(manifest or {})
     labels = target_labels(manifest)
+    baseline = manifest.baseline
+    top = headline.table(samples, baseline, labels, manifest.paired) if baseline else None
+    if top is not None:
+        console.print(top)
+        console.print()
     flagged = invalid_cells(cells)
     counts = flagged.groupby(["workload", "target"]).size().to_dict() if not flagged.empty else {}
     console.print(summary_table(samples, title, labels, counts))
-    baseline = manifest.baseline
     comparison = overhead_table(samples, baseline, labels, manifest.paired) if baseline else None
     if comparison is not None:
         console.print(comparison)
