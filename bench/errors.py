@@ -62,6 +62,11 @@ class BuildError(BenchError):
     """A matched artefact (wheelhouse, venv, base system, image) could not be built."""
 
 
+class PushError(BenchError):
+    """A Pushgateway could not be reached or refused a push. Not bad input (the URL was
+    well formed): exit status 1, and the results it was to publish are untouched."""
+
+
 class WorkerError(BenchError):
     """The worker on a target failed: crashed, timed out, or reported an error."""
 

@@ -1,5 +1,6 @@
-"""A run's samples as a file other tools read: CSV for spreadsheets, Parquet for data tools,
-JSON Lines for scripts (``jq``, a log shipper).
+"""A run's samples as a file other tools read: CSV for spreadsheets, Parquet for data tools
+(pyarrow, the ``parquet`` extra), JSON Lines for scripts (``jq``, a log shipper). A run's key
+metrics for Prometheus are ``bench.promexport``'s.
 
 The table is exactly ``bench.results.load()``'s tidy one (run_id, target, kind, workload,
 workload_kind, repetition, metric, value, unit, cell): what a notebook sees is what a
@@ -49,6 +50,6 @@ def _parquet(frame: pd.DataFrame, out: Path | None) -> None:
     if importlib.util.find_spec("pyarrow") is None:
         raise InputError(
             "--format parquet needs pyarrow, which is not installed",
-            hint="pip install pyarrow, or export --format csv or json",
+            hint="pip install 'isolation-bench[parquet]' (or pyarrow), or use --format csv or json",
         )
     frame.to_parquet(out, index=False)

@@ -69,3 +69,17 @@ def test_parquet_needs_a_file_and_a_format_must_exist(run: Path) -> None:
         done.stderr.strip() == "error: --format parquet writes a binary file: give one with -o FILE"
     )
     assert bench_cli("export", str(run), "--format", "xlsx").returncode == 2
+
+
+def test_parquet_without_pyarrow_says_how_to_get_it(run: Path, tmp_path: Path) -> None:
+    from tests.test_promtext import without_pyarrow
+
+    out = tmp_path / "samples.parquet"
+    done = without_pyarrow(
+        "from bench.cli import entry\nentry()\n", "export", str(run), "--format", "parquet",
+        "-o", str(out),
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--format parquet needs pyarrow, which is not installed" in done.stderr
+    assert "pip install 'isolation-bench[parquet]'" in done.stderr and not out.exists()
+    assert without_pyarrow("from bench.cli import entry\nentry()\n", "export", str(run)).stdout

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.nightly import changepoints, history
 from tests.conftest import REPO, bench_cli
@@ -114,12 +115,21 @@ def test_history_command_prints_trends_and_writes_its_page(built) -> None:
 
 def test_exports_for_dashboards(built) -> None:
     _, root, _ = built
-    prom = (root / "metrics.prom").read_text().splitlines()
-    assert prom[-1] == "# EOF"
+    text = (root / "metrics.prom").read_text()
     sample = re.compile(r'^[a-z_]+\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)+\} -?[0-9.e+-]+$')
-    for line in prom:
+    for line in text.splitlines():
         assert line.startswith("# ") or sample.match(line), line
-    assert any(line.startswith("bench_metric_median{") for line in prom)
+    # the latest night's medians, as Prometheus's own parser reads them
+    latest = history.History(root).entries()[-1]
+    medians = {
+        (s.labels["target"], s.labels["workload"], s.labels["metric"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "bench_metric_median"
+    }
+    assert medians[("bare", "cmd", METRIC)] == next(
+        row["median"] for row in latest.summary if row["metric"] == METRIC
+    )
     frame = pd.read_parquet(root / "history.parquet")
     assert frame["run_id"].nunique() == RUNS
     assert {"run_id", "created_at", "target", "workload", "metric", "median"} <= set(frame)

@@ -84,6 +84,19 @@ def test_cron_entry_is_well_formed_and_idempotent(places, tmp_path: Path) -> Non
     assert entry.read_text() == text
 
 
+def test_a_pushgateway_is_checked_at_install_and_passed_to_the_night(places, tmp_path) -> None:
+    suite, dirs = places
+    refused = install(suite, dirs, "--with", "cron", "--pushgateway", "gw:9091")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "error: --pushgateway 'gw:9091': the scheme is not http or https" in refused.stderr
+    assert not (tmp_path / "cron.d").exists()
+    url = "http://gw.example.com:9091/prefix"
+    assert install(suite, dirs, "--with", "cron", "--pushgateway", url).returncode == 0
+    entry = (tmp_path / "cron.d" / "bench-nightly-sched").read_text().splitlines()[-1]
+    words = shlex.split(cron_unescape(entry.split(maxsplit=6)[6]))
+    assert words[words.index("--pushgateway") + 1] == url
+
+
 @pytest.mark.slow
 def test_list_and_remove(places) -> None:
     suite, dirs = places
@@ -244,6 +257,8 @@ def test_line_breaks_and_options_nightly_would_refuse_are_refused_at_install(tmp
         ["--parallel-hosts", "x"],
         ["--metric-threshold", "m"],
         ["--metric-threshold", "m=5;id"],
+        ["--pushgateway", "gw:9091"],
+        ["--pushgateway", "http://user:secret@gw:9091"],
     ):
         with pytest.raises(InputError):
             cli.nightly_arguments(good, tmp_path / "h", options)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from bench.cli.common import err, line, out, translate
 from bench.cli.run import print_run
@@ -14,6 +15,7 @@ from bench.errors import ResultsError
 
 if TYPE_CHECKING:
     from bench.compare import Comparison
+    from bench.promexport import Published
 
 
 @click.command()
@@ -154,7 +156,8 @@ def _history_dir(path: Path) -> Path:
     type=click.Choice(["csv", "parquet", "json"]),
     default="csv",
     show_default=True,
-    help="csv for spreadsheets, parquet for data tools, json: one JSON object per line.",
+    help="csv for spreadsheets, parquet for data tools (needs pyarrow: the parquet extra), "
+    "json: one JSON object per line.",
 )
 @click.option(
     "-o",
@@ -162,12 +165,56 @@ def _history_dir(path: Path) -> Path:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File to write (default: standard output; parquet needs a file).",
 )
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Push the run's key metrics (medians of its VALID cells) to this Prometheus "
+    "Pushgateway instead: job bench, grouped by suite, so it replaces the suite's previous "
+    "push. RUN_DIR must be one run. A table is written too only when --format or -o is given.",
+)
 @translate
-def export_command(run_dir: Path, fmt: str, output: Path | None) -> None:
+def export_command(run_dir: Path, fmt: str, output: Path | None, pushgateway: str | None) -> None:
     """Write the samples of RUN_DIR (a run, or a suite's directory of runs) as a table: the
-    same columns bench.results.load() gives a notebook."""
+    same columns bench.results.load() gives a notebook; or push its key metrics to a
+    Prometheus Pushgateway.
+
+    Exit status 2 for a malformed URL or a RUN_DIR that is not a run, 1 when the gateway
+    cannot be reached or refuses the push.
+    """
     from bench import export, results
 
-    export.write(results.load(run_dir), fmt, output)
-    if output is not None:
-        line(str(output))
+    target = _pushed(run_dir, pushgateway)  # checked before anything is written
+    if target is None or output is not None or _given("fmt"):
+        export.write(results.load(run_dir), fmt, output)
+        if output is not None:
+            line(str(output))
+    if target is not None:
+        _push(*target)
+
+
+def _pushed(run_dir: Path, url: str | None) -> tuple[str, Published] | None:
+    """The checked URL and the run to push to it; None without --pushgateway."""
+    from bench import promexport
+
+    if url is None:
+        return None
+    return promexport.check_url(url), promexport.of_run(run_dir)
+
+
+def _push(url: str, run: Published) -> None:
+    """Push, and say so on stderr (stdout may be carrying the table)."""
+    from bench import promexport
+
+    count = promexport.push(url, run)
+    err.print(
+        f"pushed: run {run.run_id} to {promexport.shown(url)} "
+        f"({count} series, job {promexport.JOB}, suite {run.suite})",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _given(parameter: str) -> bool:
+    """Whether the user wrote the option, rather than its default applying."""
+    source = click.get_current_context().get_parameter_source(parameter)
+    return source is ParameterSource.COMMANDLINE

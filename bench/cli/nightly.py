@@ -45,6 +45,12 @@ if TYPE_CHECKING:
     help="Runs kept in full; older ones keep only their summary in the index.",
 )
 @click.option("--parallel-hosts", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Also push the night's key metrics to this Prometheus Pushgateway (job bench, "
+    "grouped by suite: each night replaces the suite's previous push).",
+)
 @translate
 def nightly(
     suite: Path,
@@ -53,16 +59,19 @@ def nightly(
     metric_thresholds: tuple[str, ...],
     keep: int,
     parallel_hosts: int,
+    pushgateway: str | None,
 ) -> None:
-    """Run SUITE into a history, compare with the previous comparable run, alert and export.
+    """Run SUITE into a history, compare with the previous comparable run, alert and export
+    (metrics.prom for node_exporter's textfile collector, history.parquet with pyarrow).
 
-    Exit status 1 when a regression is found or a cell failed; 2 when another nightly holds
+    Exit status 1 when a regression is found, a cell failed or the push to the Pushgateway
+    failed (the night is recorded and exported all the same); 2 when another nightly holds
     the history. The run directory is the last stdout line.
     """
     from bench.nightly import run as workflow
 
     limit, overrides = nightly_limits(threshold, metric_thresholds)
-    options = workflow.Options(limit, overrides, keep)
+    options = workflow.Options(limit, overrides, keep, pushgateway_url(pushgateway))
     outcome = workflow.night(history_dir, _shown(suite, parallel_hosts), options)
     show(outcome)
     if outcome.failing:
@@ -100,7 +109,11 @@ def show(outcome: Outcome) -> None:
         line(f"alert: {outcome.alert}")
     if outcome.webhook is not None:
         err.print(f"webhook: {outcome.webhook}", highlight=False, markup=False)
-    line(f"exports: {outcome.exports[0]}, {outcome.exports[1]}")
+    line(f"exports: {', '.join(str(path) for path in outcome.exports if path is not None)}")
+    if outcome.pushed is not None:
+        line(f"pushed: {outcome.pushed}")
+    if outcome.push_error is not None:
+        warn(f"{outcome.push_error}; the night is recorded and exported all the same")
     for warning in outcome.warnings:
         warn(warning)
     for run_id in outcome.pruned:
@@ -118,15 +131,24 @@ def nightly_limits(
     return comparing.parse_threshold(threshold), comparing.parse_overrides(metric_thresholds)
 
 
+def pushgateway_url(url: str | None) -> str | None:
+    """``--pushgateway``, checked before the night runs (and by ``bench schedule install``):
+    a URL no push can go to is bad input, not a failure found after hours of running."""
+    from bench import promexport
+
+    return None if url is None else promexport.check_url(url)
+
+
 def nightly_arguments(suite: Path, history_dir: Path, options: list[str]) -> list[str]:
-    """``bench nightly``'s arguments, checked now by its own parser and ``nightly_limits``:
-    one line and exit status 2 for what the nightly run would refuse."""
+    """``bench nightly``'s arguments, checked now by its own parser, ``nightly_limits`` and
+    ``pushgateway_url``: one line and exit status 2 for what the nightly run would refuse."""
     args = [str(suite), "--history", str(history_dir), *options]
     try:
         context = nightly.make_context("nightly", list(args))
     except click.ClickException as exc:
         raise InputError(f"bench nightly option: {exc.format_message()}") from None
     nightly_limits(context.params["threshold"], context.params["metric_thresholds"])
+    pushgateway_url(context.params["pushgateway"])
     return args
 
 
@@ -174,6 +196,7 @@ def _dirs(function: F) -> F:
 )
 @click.option("--keep", default=None, metavar="N", help="Passed to bench nightly.")
 @click.option("--parallel-hosts", default=None, metavar="N", help="Passed to bench nightly.")
+@click.option("--pushgateway", default=None, metavar="URL", help="Passed to bench nightly.")
 @_dirs
 @translate
 def schedule_install(
@@ -185,6 +208,7 @@ def schedule_install(
     metric_thresholds: tuple[str, ...],
     keep: str | None,
     parallel_hosts: str | None,
+    pushgateway: str | None,
     unit_dir: Path,
     cron_dir: Path,
 ) -> None:
@@ -194,6 +218,7 @@ def schedule_install(
 
     spec = load_suite(suite)  # refuse a broken suite now, not at 02:00
     given = {"--threshold": threshold, "--keep": keep, "--parallel-hosts": parallel_hosts}
+    given["--pushgateway"] = pushgateway
     extra = [word for flag, value in given.items() if value is not None for word in (flag, value)]
     extra += [word for item in metric_thresholds for word in ("--metric-threshold", item)]
     nightly_arguments(suite, history_dir, extra)

@@ -7,8 +7,9 @@ Layout of a history directory::
     runs/<suite>/<run-id> full run directories (the last ``keep`` ones; older ones are
                           summarised in the index only)
     alerts/<run-id>.md    what a nightly run found, when it found something
-    metrics.prom          OpenMetrics text of the latest run's key metrics
-    history.parquet       every summary in the index, one row per run and metric
+    metrics.prom          the latest run's key metrics, Prometheus text format
+    history.parquet       every summary in the index, one row per run and metric (needs
+                          pyarrow: the parquet extra)
 
 The index holds each run's per-metric medians and quartiles, so trends, change points
 (``changepoints``) and the run-to-run drift (``drift``) are computed from it alone and survive
@@ -74,9 +75,7 @@ def summarize_run(run_dir: Path, history_dir: Path) -> Entry:
     """An index entry for the stored run in ``run_dir`` (INVALID cells left out of the
     medians, as in a comparison)."""
     manifest = results.read_manifest(run_dir)
-    samples, cells = results.load(run_dir), results.load_cells(run_dir)
-    samples = samples[~samples["cell"].isin(results.invalid_numbers(cells))]
-    summary = stats.summarize(samples)[
+    summary = stats.summarize(results.load_valid(run_dir))[
         ["workload", "target", "metric", "unit", "n", "median", "q1", "q3", "ci_low", "ci_high"]
     ]
     return Entry(

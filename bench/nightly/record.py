@@ -31,8 +31,10 @@ class Outcome:
     run_failed: int = 0  # cells the runner counted as failed
     report: tuple[Path, Path] | None = None  # report.html and report.md
     report_error: str | None = None  # why the report could not be drawn (the run is stored)
-    exports: tuple[Path, Path] | None = None  # metrics.prom and history.parquet
-    warnings: list[str] = field(default_factory=list)  # index entries pruning left alone
+    exports: tuple[Path, Path | None] | None = None  # metrics.prom, history.parquet (pyarrow)
+    pushed: str | None = None  # None: no Pushgateway asked for; else where it went
+    push_error: str | None = None  # why the push failed (the night is recorded all the same)
+    warnings: list[str] = field(default_factory=list)  # pruning refusals, a skipped export
 
     @property
     def regressions(self) -> int:
@@ -44,8 +46,9 @@ class Outcome:
 
     @property
     def failing(self) -> bool:
-        """Exit status 1: a regression was found or a cell failed."""
-        return bool(self.regressions or self.run_failed)
+        """Exit status 1: a regression was found, a cell failed, or the push to the
+        Pushgateway failed (what the night measured is recorded, but a dashboard misses it)."""
+        return bool(self.regressions or self.run_failed or self.push_error)
 
 
 def record(

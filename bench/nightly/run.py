@@ -1,6 +1,7 @@
 """``bench nightly`` as one function: under the history's lock, check the index, run the suite
-into the history, write its report, record and compare it, alert, export and prune. It returns
-an ``Outcome`` and prints nothing: the command line shows it.
+into the history, write its report, record and compare it, alert, export (and push to a
+Pushgateway when asked) and prune. It returns an ``Outcome`` and prints nothing: the command
+line shows it.
 
 How the suite is run is passed in (``execute``): the progress display and the warnings before
 the first cell are the terminal's, and ``bench run`` shows them the same way.
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import promexport
+from bench.errors import PushError
 from bench.nightly import history
 from bench.nightly.alerts import WEBHOOK_ENV, post_webhook, write_alert
-from bench.nightly.export import export
+from bench.nightly.export import export, published
 from bench.nightly.lock import locked
 from bench.nightly.record import Outcome, record
 from bench.nightly.retention import prune
@@ -35,6 +38,7 @@ class Options:
     threshold: float = 0.05
     overrides: dict[str, float] = field(default_factory=dict)
     keep: int = 30  # runs kept in full; older ones keep only their summary in the index
+    pushgateway: str | None = None  # where the night's key metrics are pushed, if anywhere
 
 
 def night(root: Path, execute: Execute, options: Options) -> Outcome:
@@ -53,7 +57,9 @@ def night(root: Path, execute: Execute, options: Options) -> Outcome:
         outcome.report, outcome.report_error = report, report_error
         if outcome.noteworthy:
             _alert(root, outcome)
-        outcome.exports = export(root, outcome)
+        outcome.exports = export(root, outcome, outcome.warnings.append)
+        if options.pushgateway:
+            _push(options.pushgateway, outcome)
         outcome.pruned = prune(root, options.keep, outcome.warnings.append)
     return outcome
 
@@ -73,3 +79,14 @@ def _alert(root: Path, outcome: Outcome) -> None:
     url = os.environ.get(WEBHOOK_ENV)
     if url:
         outcome.webhook = post_webhook(url, outcome, outcome.alert.read_text())
+
+
+def _push(url: str, outcome: Outcome) -> None:
+    """The night's gauges to the Pushgateway, after everything is recorded and exported: a
+    gateway that is down loses no result, and the night goes on to prune."""
+    try:
+        count = promexport.push(url, published(outcome))
+    except PushError as exc:
+        outcome.push_error = exc.one_line()
+        return
+    outcome.pushed = f"{promexport.shown(url)} ({count} series, job {promexport.JOB})"

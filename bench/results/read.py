@@ -217,3 +217,10 @@ def invalid_numbers(cells: pd.DataFrame) -> set[int]:
     """The numbers of the INVALID cells (see ``invalid_cells``)."""
     flagged = invalid_cells(cells)
     return set(flagged["cell"]) if not flagged.empty else set()
+
+
+def load_valid(path: str | Path) -> pd.DataFrame:
+    """The samples of one run's VALID cells: what a comparison, the nightly index and a
+    Prometheus export summarise (an INVALID cell's numbers do not mean what they claim)."""
+    samples = load(path)
+    return samples[~samples["cell"].isin(invalid_numbers(load_cells(path)))]
