@@ -3,6 +3,7 @@
 #
 #   ./bootstrap.sh run [SUITE] [bench run options]   default suite: suites/quickstart.yaml
 #   ./bootstrap.sh test [pytest options]
+#   ./bootstrap.sh setup | packages     set up without running; only the system packages
 #
 # Safe to run again: every step checks what is already there first.
 set -euo pipefail
@@ -29,30 +30,36 @@ apt_install() {
 
 WANT=()
 want() { WANT+=("$@"); }
+PYTHON_OK=1
+
+PHASES=${BENCH_PHASES:-}  # a file that gets one "phase seconds" line per setup step
+timed() {
+    # Run "$@" as the phase $1; with BENCH_PHASES set, append how long it took.
+    local name=$1 began
+    shift
+    began=$(date +%s.%N)
+    "$@"
+    [ -z "$PHASES" ] || awk -v n="$name" -v a="$began" -v b="$(date +%s.%N)" \
+        'BEGIN { printf "%s %.3f\n", n, b - a }' >>"$PHASES"
+}
 
 system_packages() {
     # What this machine lacks, collected first and installed in one apt transaction (one
     # index update, one download and unpack pass); "$@": packages the command adds.
     # A Python with venv support (Debian splits it out), git for the run manifest's commit,
-    # OpenSSH (client for ssh-keygen, server for the tests' SSH hosts).
-    local python_ok=1
+    # OpenSSH (client for ssh-keygen, server for SSH targets on this host).
     if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
         want python3 python3-venv python3-pip
-        python_ok=0
+        PYTHON_OK=0
     fi
     command -v git >/dev/null 2>&1 || want git
     if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
         want openssh-server openssh-client
     fi
-    command -v ip >/dev/null 2>&1 || want iproute2  # network namespaces as test hosts
+    command -v ip >/dev/null 2>&1 || want iproute2
     # The container target: Debian's Docker engine, and debootstrap for the offline base image
     # (no registry is needed: bench build makes the base from the Debian mirror apt uses).
     command -v dockerd >/dev/null 2>&1 || want docker.io
-    # More OCI runtimes for the container target (crun, gVisor's runsc) and a second engine
-    # with a Docker-compatible API (Podman).
-    want crun runsc podman
-    # The Slurm target: the client commands, and the daemons scripts/slurm-local starts.
-    want slurm-client slurmctld slurmd munge
     command -v debootstrap >/dev/null 2>&1 || want debootstrap
     # The VM target: QEMU (system emulator and qemu-img) and mkfs.ext4 for the guest disk.
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
@@ -60,8 +67,6 @@ system_packages() {
     fi
     command -v mkfs.ext4 >/dev/null 2>&1 || want e2fsprogs
     want "$@"
-    apt_install "${WANT[@]}"
-    [ "$python_ok" = 1 ] || PYTHON=python3
 }
 
 docker_running() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -87,58 +92,93 @@ docker_engine() {
 }
 
 virtualenv() {
+    # bench and torch==2.13.0 in $VENV with the extras "$1" (run: workloads; test: the test
+    # tools too), reinstalled only when pyproject.toml or this script changed or an extra is
+    # missing.
+    local extras=$1 stamp="$VENV/.bench-installed" hash have
     if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
         log "creating virtual environment in $VENV"
         rm -rf "$VENV"
         "$PYTHON" -m venv "$VENV"
     fi
-    local stamp="$VENV/.bench-installed" want
-    want=$(cat pyproject.toml bootstrap.sh | sha256sum | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$VENV/bin/python" -c 'import bench, torch' 2>/dev/null; then
+    hash=$(cat pyproject.toml bootstrap.sh | sha256sum | cut -d' ' -f1)
+    have=$(cat "$stamp" 2>/dev/null || true)
+    if [ "${have%% *}" = "$hash" ] && covered "$extras" "${have#* }" \
+        && "$VENV/bin/python" -c 'import bench, importlib.util as u; assert u.find_spec("torch")' 2>/dev/null; then
         return 0
     fi
-    log "installing bench, torch==2.13.0 and dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q torch==2.13.0
-    "$VENV/bin/python" -m pip install -q -e '.[workloads,dev]'
-    echo "$want" >"$stamp"
+    log "installing bench[$extras] and torch==2.13.0 into $VENV"
+    # One pip call: one resolution of torch and bench's dependencies together.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[$extras]"
+    echo "$hash $extras" >"$stamp"
+}
+
+covered() {
+    # Whether every comma-separated extra in $1 is among those in $2.
+    local extra
+    for extra in ${1//,/ }; do
+        case ",$2," in *",$extra,"*) ;; *) return 1 ;; esac
+    done
 }
 
 setup() {
+    # "$1": the venv's extras; the rest: system packages the command adds. apt and pip run
+    # side by side when this Python can already make a venv (both mostly download), else
+    # apt goes first.
+    local extras=$1
+    shift
     system_packages "$@"
-    # Register crun and runsc with the Docker engine (merged into daemon.json; the engine is
-    # reloaded only when something was added).
-    "$PYTHON" scripts/oci-runtimes
-    docker_engine
-    virtualenv
+    if [ "$PYTHON_OK" = 1 ]; then
+        timed apt apt_install "${WANT[@]}" &
+        local apt=$!
+        timed venv virtualenv "$extras"
+        wait "$apt"
+    else
+        timed apt apt_install "${WANT[@]}"
+        PYTHON=python3
+        timed venv virtualenv "$extras"
+    fi
+    # Register crun and runsc with the Docker engine where installed (merged into
+    # daemon.json; the engine is reloaded only when something was added).
+    timed runtimes "$PYTHON" scripts/oci-runtimes
+    timed docker docker_engine
 }
 
 cmd=${1:-run}
 shift || true
 case "$cmd" in
     run)
-        setup
+        setup workloads
         suite=${1:-suites/quickstart.yaml}
         shift || true
         exec "$VENV/bin/bench" run "$suite" "$@"
         ;;
     test)
-        # A static busybox makes the tiny images the container-probe tests run; Chromium
-        # opens the HTML reports the way a reader's browser does; systemd-analyze checks the
-        # units bench schedule writes (systemd need not be running).
-        extra=(busybox-static chromium)
+        # More OCI runtimes (crun, gVisor's runsc) and a second engine with a Docker-compatible
+        # API (Podman); the Slurm daemons scripts/slurm-local starts; Prometheus and its
+        # Pushgateway for the export round trip; a static busybox makes the tiny images the
+        # container-probe tests run; Chromium opens the HTML reports the way a reader's
+        # browser does; systemd-analyze checks the units bench schedule writes (systemd need
+        # not be running).
+        extra=(crun runsc podman slurm-client slurmctld slurmd munge prometheus
+            prometheus-pushgateway busybox-static chromium)
         command -v systemd-analyze >/dev/null 2>&1 || extra+=(systemd)
-        setup "${extra[@]}"
+        setup workloads,dev "${extra[@]}"
         log "ruff check and format check"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     setup)
-        setup
+        setup workloads
+        ;;
+    packages)
+        # Only the system packages the run command needs (e.g. to bake them into an image).
+        system_packages
+        timed apt apt_install "${WANT[@]}"
         ;;
     *)
-        echo "usage: $0 run [SUITE] [options] | test [pytest options] | setup" >&2
+        echo "usage: $0 run [SUITE] [options] | test [pytest options] | setup | packages" >&2
         exit 2
         ;;
 esac

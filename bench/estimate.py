@@ -27,8 +27,10 @@ def header(suite: Suite, plan: list[Cell], results_dir: Path) -> str:
     size = (
         f"{len(plan)} cells ({_count(len(suite.targets), 'target')} x "
         f"{_count(len(suite.workloads), 'workload')} x "
-        f"{_count(suite.repetitions, 'repetition')})"
+        f"{_count(suite.repetitions, 'repetition')}"
     )
+    full = len(suite.targets) * len(suite.workloads) * suite.repetitions
+    size += ", some targets running only some workloads)" if len(plan) < full else ")"
     durations = earlier_durations(results_dir / suite.name)
     known = [durations[(c.target, c.workload)] for c in plan if (c.target, c.workload) in durations]
     if not known:

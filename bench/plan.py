@@ -41,7 +41,9 @@ def _rotated(targets: list[str], repetition: int) -> list[str]:
 
 
 def build_plan(suite: Suite) -> list[Cell]:
-    """All target × workload × repetition cells in the suite's order."""
+    """All target × workload × repetition cells in the suite's order, less the workloads a
+    target's ``workloads:`` leaves out (a slow target, such as a VM under emulation, can run
+    the one workload that says enough)."""
     targets = [t.name for t in suite.targets]
     workloads = [w.name for w in suite.workloads]
     reps = range(suite.repetitions)
@@ -49,6 +51,34 @@ def build_plan(suite: Suite) -> list[Cell]:
         triples = [(t, w, r) for t in targets for w in workloads for r in reps]
     else:
         triples = [(t, w, r) for r in reps for w in workloads for t in _rotated(targets, r)]
+    only = {t.name: set(t.workloads) for t in suite.targets if t.workloads}
+    triples = [(t, w, r) for t, w, r in triples if w in only.get(t, (w,))]
     if suite.order == "random":
         random.Random(suite.seed).shuffle(triples)
     return [Cell(i, t, w, r) for i, (t, w, r) in enumerate(triples)]
+
+
+def limited(plan: list[Cell], repetitions: dict[str, int]) -> list[Cell]:
+    """``plan`` without the repetitions a target will not run (``repetitions[target]`` and
+    up), renumbered; the order of what stays is unchanged."""
+    kept = [c for c in plan if c.repetition < repetitions.get(c.target, c.repetition + 1)]
+    return [Cell(i, c.target, c.workload, c.repetition) for i, c in enumerate(kept)]
+
+
+def fit(plan: list[Cell], suite: Suite, prepared: dict[str, Any]) -> tuple[list[Cell], list[str]]:
+    """``plan`` with the repetitions each prepared target asks to skip (its kind decides from
+    what preparation found: a VM that fell back to TCG runs ``tcg_repetitions``), and a line
+    saying so for each such target."""
+    from bench.targets import registry
+
+    limits, notes = {}, []
+    for name, entry in prepared.items():
+        config = suite.target(name)
+        found = registry.kind(config.kind).repetitions(config, entry.get("artefacts", {}))
+        if found is not None and found < suite.repetitions:
+            limits[name] = found
+            notes.append(
+                f"{name}: {found} of {suite.repetitions} repetitions (tcg_repetitions: the "
+                "guest runs under software emulation)"
+            )
+    return (limited(plan, limits) if limits else plan), notes

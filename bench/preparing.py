@@ -11,8 +11,15 @@ artefacts are never used: each is built in a ``.partial`` place and renamed when
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from bench.errors import BenchError
+from bench.targets import envvars
+
+if TYPE_CHECKING:
+    from bench.build.builder import Builder
+    from bench.targets.base import Target
 
 T = TypeVar("T")
 
@@ -48,3 +55,26 @@ def concurrently(jobs: Mapping[str, Callable[[], T]]) -> dict[str, T]:
         if job.error is not None:
             raise job.error
     return {name: job.result for name, job in running.items()}  # type: ignore[misc]
+
+
+def prepare(
+    targets: Mapping[str, Target], builder: Builder, secrets: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, BenchError]]:
+    """Each target's manifest entry (its artefacts, or why it could not be prepared, secrets
+    redacted) and the errors of those that could not, all prepared at once."""
+    failed: dict[str, BenchError] = {}
+
+    def one(name: str, target: Target) -> Callable[[], dict[str, Any]]:
+        def work() -> dict[str, Any]:
+            entry: dict[str, Any] = {"kind": target.config.kind}
+            try:
+                entry["artefacts"] = target.prepare(builder)
+            except BenchError as exc:
+                failed[name] = exc
+                entry["prepare_error"] = envvars.redact(exc.one_line(), secrets)
+            return entry
+
+        return work
+
+    entries = concurrently({name: one(name, target) for name, target in targets.items()})
+    return entries, failed

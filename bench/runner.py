@@ -11,23 +11,23 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bench import exposure, interrupts, metadata, pagecache, preparing
 from bench.assets.staging import Staging
 from bench.build import groups
 from bench.build.builder import Builder
-from bench.errors import BenchError, Interrupted, ResultsWriteError, WorkerError
-from bench.plan import Cell, build_plan
-from bench.results import CellRecord, ResultStore, Sample
+from bench.errors import BenchError, Interrupted, ResultsWriteError
+from bench.outcome import Outcome
+from bench.phases import Phases
+from bench.plan import Cell, build_plan, fit
+from bench.results import CellRecord, ResultStore
 from bench.suite import Suite, WorkloadBase
 from bench.targets import envvars, registry
-from bench.targets.base import Measurement, StartupClock, Target
+from bench.targets.base import Target
 from bench.verdict import judge
 from workloads.spec import KINDS
-
-STARTUP_UNIT = "s"
 
 
 class Observer(Protocol):
@@ -61,16 +61,6 @@ class NullObserver:
 
     def note(self, message: str) -> None:
         """Ignored."""
-
-
-@dataclass
-class Outcome:
-    """What one deployment produced before it was torn down."""
-
-    clock: StartupClock = field(default_factory=StartupClock)
-    result: dict[str, Any] = field(default_factory=dict)
-    host: list[Measurement] = field(default_factory=list)
-    error: BenchError | None = None
 
 
 @dataclass
@@ -140,16 +130,25 @@ class Runner:
 
     def _execute(self, parallel_hosts: int) -> int:
         """Prepare, fingerprint and run every cell; the number of cells that failed."""
-        targets = self._prepare()
+        phases = Phases()
+        with phases.timed("prepare"):
+            targets = self._prepare()
+        self._fit_plan(targets)
         self.store.update_manifest(targets=targets, build=self.builder.record())
-        self._fingerprints(targets)
-        self.store.update_manifest(targets=targets)
-        assets = self.staging.prepare(self.builder, self._unprepared, self.store.run_id)
+        with phases.timed("fingerprint"):
+            self._fingerprints(targets)
+        self.store.update_manifest(targets=targets, phases_s=phases.seconds)
+        with phases.timed("stage"):
+            assets = self.staging.prepare(self.builder, self._unprepared, self.store.run_id)
         self.store.update_manifest(assets=assets, build=self.builder.record())
         self.observer.run_started(self.plan)
-        if parallel_hosts > 1:
-            return self._execute_parallel(parallel_hosts)
-        return sum(self._run_cell(cell).status != "ok" for cell in self.plan)
+        with phases.timed("cells"):
+            if parallel_hosts > 1:
+                failed = self._execute_parallel(parallel_hosts)
+            else:
+                failed = sum(self._run_cell(cell).status != "ok" for cell in self.plan)
+        self.store.update_manifest(phases_s=phases.seconds)
+        return failed
 
     def _finish(self, ending: dict[str, Any]) -> None:
         """Clean the targets up, then write the final manifest, Ctrl-C held meanwhile.
@@ -228,29 +227,21 @@ class Runner:
         }
 
     def _prepare(self) -> dict[str, Any]:
-        """Build or pull what each target needs, before any clock starts.
+        """Build or pull what each target needs, before any clock starts, side by side
+        (``preparing.prepare``); a target that cannot be prepared is recorded, its cells fail
+        with that reason and the other targets still run."""
+        entries, self._unprepared = preparing.prepare(self.targets, self.builder, self.secrets)
+        return entries
 
-        Targets are prepared side by side (``preparing.concurrently``): on a fresh machine the
-        wheels download while the offline base is made, and the image and the guest disk build
-        together. A target that cannot be prepared is recorded; its cells fail with that reason
-        and the other targets still run.
-        """
-        entries = preparing.concurrently(
-            {name: self._prepare_one(name, target) for name, target in self.targets.items()}
-        )
-        return dict(entries)
-
-    def _prepare_one(self, name: str, target: Target) -> Callable[[], dict[str, Any]]:
-        def prepare() -> dict[str, Any]:
-            entry: dict[str, Any] = {"kind": target.config.kind}
-            try:
-                entry["artefacts"] = target.prepare(self.builder)
-            except BenchError as exc:
-                self._unprepared[name] = exc
-                entry["prepare_error"] = envvars.redact(exc.one_line(), self.secrets)
-            return entry
-
-        return prepare
+    def _fit_plan(self, entries: dict[str, Any]) -> None:
+        """Fewer repetitions for a target whose preparation asks for them (a VM under TCG
+        with ``tcg_repetitions``), said and recorded in the manifest's plan."""
+        fitted, notes = fit(self.plan, self.suite, entries)
+        for note in notes:
+            self.observer.note(note)
+        if fitted != self.plan:
+            self.plan = fitted
+            self.store.update_manifest(plan=[c.to_dict() for c in self.plan])
 
     def _fingerprints(self, entries: dict[str, Any]) -> None:
         """Each prepared target's environment; a failure is recorded, its cells still run."""
@@ -275,7 +266,7 @@ class Runner:
         self.observer.cell_started(cell)
         cache_state = self._drop_caches(cell, target)
         outcome = self._deploy(cell, target, workload)
-        record = _record(cell, target, workload.kind, outcome, started_at, start)
+        record = outcome.record(cell, target.config.kind, workload.kind, started_at, start)
         record.error = envvars.redact(record.error, self.secrets)  # a worker may print one
         record.stderr_tail = envvars.redact(record.stderr_tail, self.secrets)
         record.info = envvars.redact_all(record.info, self.secrets)
@@ -283,8 +274,8 @@ class Runner:
             record.info["cache"] = cache_state
         verdict = judge(record.error, record.info, self.suite.min_iterations)
         record.verdict, record.reasons = verdict.label, verdict.reasons
-        samples = _samples(self.store.run_id, record, outcome)
-        raw = {"cell": record.slug, **outcome.result.get("raw", {}), **_host_raw(outcome)}
+        samples = outcome.samples(self.store.run_id, record)
+        raw = {"cell": record.slug, **outcome.result.get("raw", {}), **outcome.host_raw()}
         with self._lock, interrupts.deferred():
             self.store.add_cell(record, samples, raw, outcome.result.get("files"))
             self.observer.cell_finished(cell, record)
@@ -337,70 +328,3 @@ def _spec(workload: WorkloadBase, seed: int) -> dict[str, Any]:
     """What the worker is told: the workload's options (less the controller's timeout), a seed."""
     options = workload.model_dump(mode="json", exclude={"timeout_s"})
     return {"workload": options, "seed": seed, "progress_every_s": 0.5}
-
-
-def _record(
-    cell: Cell, target: Target, workload_kind: str, outcome: Outcome, started_at: str, start: float
-) -> CellRecord:
-    absent = dict(outcome.result.get("absent", {}))
-    absent.update({m.metric: m.reason for m in outcome.host if m.value is None and m.reason})
-    error = outcome.error
-    return CellRecord(
-        cell=cell.index,
-        target=cell.target,
-        kind=target.config.kind,
-        workload=cell.workload,
-        workload_kind=workload_kind,
-        repetition=cell.repetition,
-        status="failed" if error else "ok",
-        started_at=started_at,
-        finished_at=metadata.now_iso("milliseconds"),
-        duration_s=time.monotonic() - start,
-        error=error.one_line() if error else None,
-        stderr_tail=error.stderr_tail if isinstance(error, WorkerError) else None,
-        startup=outcome.clock.durations(),
-        absent=absent,
-        info=outcome.result.get("info", {}),
-    )
-
-
-def _host_raw(outcome: Outcome) -> dict[str, Any]:
-    """The controller's own series: when each start-up phase ended and each probe's timeline,
-    all in seconds since the deploy request, so they line up with each other."""
-    origin = outcome.clock.started
-    timelines = {
-        m.metric: {
-            "t_s": [round(t - origin, 4) for t, _ in m.timeline],
-            "value": [v for _, v in m.timeline],
-            "unit": m.unit,
-        }
-        for m in outcome.host
-        if m.timeline
-    }
-    marks = {phase: round(t - origin, 4) for phase, t in outcome.clock.marks.items()}
-    return {"startup_marks_s": marks, "host_timelines": timelines}
-
-
-def _samples(run_id: str, record: CellRecord, outcome: Outcome) -> list[Sample]:
-    """Measured values of a successful cell: start-up, worker metrics, host probes."""
-    if record.status != "ok":
-        return []
-    values = [(f"startup.{k}_s", v, STARTUP_UNIT) for k, v in record.startup.items()]
-    metrics = outcome.result.get("metrics", {})
-    values += [(name, m["value"], m["unit"]) for name, m in metrics.items()]
-    values += [(m.metric, m.value, m.unit) for m in outcome.host if m.value is not None]
-    return [
-        Sample(
-            run_id=run_id,
-            target=record.target,
-            kind=record.kind,
-            workload=record.workload,
-            workload_kind=record.workload_kind,
-            repetition=record.repetition,
-            metric=name,
-            value=float(value),
-            unit=unit,
-            cell=record.cell,
-        )
-        for name, value, unit in values
-    ]

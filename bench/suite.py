@@ -188,6 +188,16 @@ def _adapter(kind: str) -> TypeAdapter[Any]:
     return TypeAdapter(registry.config_model(kind))
 
 
+def _check_target_workloads(suite: Suite, locator: _Locator) -> None:
+    """A target's ``workloads:`` names workloads of this suite."""
+    known = {w.name for w in suite.workloads}
+    for i, target in enumerate(suite.targets):
+        for j, name in enumerate(target.workloads or ()):
+            if name not in known:
+                where = ("targets", i, "workloads", j)
+                raise locator.at(where, f"no workload named {name!r} in this suite")
+
+
 def _check_consistency(suite: Suite, locator: _Locator) -> None:
     """Cross-field rules that pydantic's per-field validation cannot express."""
     cells = len(suite.targets) * len(suite.workloads) * suite.repetitions
@@ -204,6 +214,7 @@ def _check_consistency(suite: Suite, locator: _Locator) -> None:
             if item.name in seen:
                 raise locator.at((field, i, "name"), f"duplicate name {item.name!r}")
             seen.add(item.name)
+    _check_target_workloads(suite, locator)
     baselines = [i for i, t in enumerate(suite.targets) if t.baseline]
     if len(baselines) > 1:
         raise locator.at(("targets", baselines[1], "baseline"), "only one target can be baseline")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.plan import build_plan
+from bench.plan import build_plan, limited
 from bench.suite import parse_suite
 
 SUITE = """\
@@ -57,3 +57,21 @@ def test_random_is_reproducible_per_seed_and_differs_across_seeds() -> None:
     assert key(plan("random", 1)) == key(plan("random", 1))
     assert key(plan("random", 1)) != key(plan("random", 2))
     assert key(plan("random", 1)) != key(plan("interleaved"))
+
+
+def test_a_target_can_run_only_some_workloads() -> None:
+    text = SUITE.format(order="interleaved", seed=0).replace(
+        "{name: C, kind: local}", "{name: C, kind: local, workloads: [w2]}"
+    )
+    cells = build_plan(parse_suite(text))
+    assert {(c.target, c.workload) for c in cells if c.target == "C"} == {("C", "w2")}
+    assert len(cells) == 10  # A and B: 2 workloads x 2 repetitions; C: 1 x 2
+    assert [c.index for c in cells] == list(range(10))
+    assert [c.target for c in cells[:5]] == ["A", "B", "A", "B", "C"]  # rounds still rotate
+
+
+def test_a_target_limited_to_fewer_repetitions_keeps_the_order_of_the_rest() -> None:
+    cells = limited(plan("interleaved"), {"C": 1})
+    assert [c.index for c in cells] == list(range(10))
+    assert [(c.target, c.repetition) for c in cells if c.target == "C"] == [("C", 0)] * 2
+    assert [c.target for c in cells[6:]] == ["B", "A", "B", "A"]  # round 2 without C

@@ -176,9 +176,10 @@ def test_summary_compares_targets_with_the_baseline() -> None:
     targets = [{"name": "base", "baseline": True}, {"name": "same"}, {"name": "slow"}]
     text = _printed(samples, {"suite": {"targets": targets}})
     assert "compared with the baseline 'base'" in text
-    same = next(line for line in text.splitlines() if "same" in line and "no measurable" in line)
+    table = text.split("compared with")[1]  # the headline above it says the same in words
+    same = next(line for line in table.splitlines() if "same" in line and "no measurable" in line)
     assert "train.throughput" in same
-    slow = next(line for line in text.splitlines() if "slow" in line and "[-" in line)
+    slow = next(line for line in table.splitlines() if "slow" in line and "[-" in line)
     assert "-10.0%" in slow
     assert "cpu.util_pct" not in text.split("compared with")[1]  # key metrics only
     off = _printed(samples, {"suite": {"targets": targets, "overhead": False}})

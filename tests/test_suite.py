@@ -40,7 +40,10 @@ def test_valid_suite_loads_with_defaults() -> None:
 
 def test_quickstart_suite_is_valid() -> None:
     suite = load_suite("suites/quickstart.yaml")
-    assert {w.kind for w in suite.workloads} == {"train_step", "inference", "data_loading"}
+    assert {w.kind for w in suite.workloads} == {"train_step", "inference"}
+    assert suite.repetitions >= 5 and suite.order == "interleaved"  # intervals, drift spread
+    tour = load_suite("suites/tour.yaml")
+    assert {w.kind for w in tour.workloads} == {"train_step", "inference", "data_loading"}
 
 
 @pytest.mark.parametrize(
@@ -154,6 +157,15 @@ def test_two_baselines_rejected() -> None:
         "baseline: true}", "baseline: true}\n  - {name: b2, kind: local, baseline: true}"
     )
     assert "targets[1].baseline: only one target can be baseline" in error_of(text)
+
+
+def test_a_target_runs_only_workloads_the_suite_has() -> None:
+    text = GOOD.replace("baseline: true}", "baseline: true, workloads: [train, infr]}")
+    assert error_of(text).startswith(
+        "s.yaml:4: targets[0].workloads[1]: no workload named 'infr' in this suite"
+    )
+    good = parse_suite(GOOD.replace("baseline: true}", "baseline: true, workloads: [load]}"))
+    assert good.targets[0].workloads == ["load"]
 
 
 def test_overhead_without_baseline() -> None:

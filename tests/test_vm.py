@@ -185,12 +185,13 @@ def kill_first_guest(run_id: str, timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
-def test_guest_killed_mid_run_is_reported(guest_built, tmp_path) -> None:
+def test_guest_killed_mid_run_is_reported(guest_built, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path / "state"))  # no fingerprint kept
     suite = parse_suite("""
 name: killed
-repetitions: 1
+repetitions: 3
 targets:
-  - {name: vm, kind: vm, memory: 1g, accel: tcg}
+  - {name: vm, kind: vm, memory: 1g, accel: tcg, tcg_repetitions: 1}
 workloads:
   - {name: train, kind: train_step, batch_size: 8, steps: 100000, warmup_steps: 1}
 """)
@@ -205,6 +206,8 @@ workloads:
     first.join(timeout=1)
     assert "status -9" in load_manifest(store.path)["targets"]["vm"]["fingerprint_error"]
     assert summary.failed == 1 and observer.killed
+    # under TCG the guest ran tcg_repetitions of the suite's three, and the manifest says so
+    assert summary.cells == 1 and len(load_manifest(store.path)["plan"]) == 1
     error = load_cells(store.path).error.iloc[0]
     assert "the guest's QEMU process exited (status -9)" in error, error
     assert not qemu_pids(run_id) and not guest_dirs(run_id)
@@ -362,3 +365,30 @@ def test_owner_file_names_the_controller(guest_built) -> None:
         assert vm.process is not None and owner["qemu_pid"] == vm.process.pid
     finally:
         vm.destroy()
+
+
+def test_a_guest_fingerprint_is_kept_for_this_boot(guest_built, tmp_path, monkeypatch) -> None:
+    """The second fingerprint of the same guest, QEMU and settings boots nothing; another
+    setting boots again."""
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
+    target = _prepared("{name: vm, kind: vm, vcpus: 1, memory: 768m, accel: tcg}")
+    first = target.fingerprint("fp1")
+    assert first["vm"]["guest_fingerprint"]["run_id"] == "fp1"
+    assert first["vm"]["guest_fingerprint"]["kept"] is False
+    assert first["cores"]["logical"] == 1 and first["torch"]
+
+    def no_boot(run_id: str, torch: bool) -> dict:
+        raise AssertionError("booted again: the guest's fingerprint was not kept")
+
+    monkeypatch.setattr(target, "_guest_fingerprint", no_boot)
+    again = target.fingerprint("fp2")
+    assert again["vm"]["guest_fingerprint"] == {**first["vm"]["guest_fingerprint"], "kept": True}
+    assert {k: v for k, v in again.items() if k != "vm"} == {
+        k: v for k, v in first.items() if k != "vm"
+    }
+    other = _prepared("{name: vm, kind: vm, vcpus: 1, memory: 640m, accel: tcg}")
+    booted = []
+    monkeypatch.setattr(other, "_guest_fingerprint", lambda run_id, torch: booted.append(1) or {
+        "_taken_by": run_id, "_taken_at": "now"})  # fmt: skip
+    other.fingerprint("fp3")
+    assert booted == [1]  # other memory: asked again

@@ -24,9 +24,11 @@ def validate(suite: Path) -> None:
     spec = load_suite(suite)
     cells = build_plan(spec)
     print_exposure(spec)
+    only = "; ".join(f"{t.name} only {', '.join(t.workloads)}" for t in spec.targets if t.workloads)
     out.print(
         f"{suite}: ok — {len(spec.targets)} targets × {len(spec.workloads)} workloads × "
-        f"{spec.repetitions} repetitions = {len(cells)} cells ({spec.order} order)",
+        f"{spec.repetitions} repetitions{f' ({only})' if only else ''} = {len(cells)} cells "
+        f"({spec.order} order)",
         highlight=False,
     )
     for of, made in spec.swept.items():  # what each matrix expanded to, by the names it runs as

@@ -10,15 +10,13 @@ binary, kernel and CPU model, so the probe's seconds are paid once per boot, not
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.build import cache
-from bench.state import state_dir
+from bench import bootcache
 
 KVM_DEVICE = Path("/dev/kvm")
 FIRST_LINE = b"Linux version"
@@ -56,24 +54,9 @@ def kvm_problem(binary: str, kernel: Path, cpu: str) -> str | None:
         return f"{KVM_DEVICE} does not exist"
     if not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
         return f"no read/write access to {KVM_DEVICE}"
-    path = _cache_file(binary, kernel, cpu)
-    try:
-        return json.loads(path.read_text())["problem"]
-    except (OSError, ValueError, KeyError):
-        pass
-    problem = probe(binary, kernel, cpu)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"problem": problem}) + "\n")
+    parts = (binary, str(kernel), cpu)
+    problem, _ = bootcache.remembered("kvm-probe", parts, lambda: probe(binary, kernel, cpu))
     return problem
-
-
-def _cache_file(binary: str, kernel: Path, cpu: str) -> Path:
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot_id = "unknown"
-    key = cache.digest("kvm-probe-v1", boot_id, binary, str(kernel), cpu)[:16]
-    return state_dir() / "kvm-probe" / f"{key}.json"
 
 
 def probe(binary: str, kernel: Path, cpu: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:

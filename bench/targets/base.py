@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench.names import Name
 
@@ -31,6 +31,11 @@ class TargetConfig(BaseModel):
     name: Name
     kind: str
     baseline: bool = False
+    workloads: list[Name] | None = Field(
+        default=None,
+        min_length=1,
+        description="run only these of the suite's workloads (default: all of them)",
+    )
 
     def builds(self) -> bool:
         """Whether the target runs matched artefacts that ``bench build`` makes."""

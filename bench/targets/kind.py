@@ -82,6 +82,11 @@ class Kind:
         """The accelerator the target ran under (a comparability fact), when it has one."""
         return artefacts.get("accel")
 
+    def repetitions(self, config: Any, artefacts: Mapping[str, Any]) -> int | None:
+        """How many of the suite's repetitions a prepared target runs, when its preparation
+        says fewer (a VM that fell back to software emulation); None: all of them."""
+        return None
+
     def accel_label(self, artefacts: Mapping[str, Any]) -> str | None:
         """The accelerator as shown in the target's name (``vm [tcg]``), when it matters."""
         return artefacts.get("accel_label")

@@ -34,6 +34,11 @@ class QemuVmConfig(TargetConfig):
     vcpus: Annotated[int, Field(ge=1, le=MAX_CPUS)] = 2
     memory: Size = 2048 * MiB
     accel: Literal["auto", "kvm", "tcg"] = "auto"
+    tcg_repetitions: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="repetitions when the guest runs under software emulation (TCG, where a "
+        "cell takes minutes); under KVM it runs as many as the other targets",
+    )
     cpu: str | None = Field(
         default=None, min_length=1, description="CPU model (default: host under KVM, max under TCG)"
     )
@@ -112,6 +117,12 @@ class VmKind(Kind):
 
     def runtime(self, artefacts: Mapping[str, Any]) -> str:
         return f"vm ({artefacts.get('provisioner', 'qemu')})"
+
+    def repetitions(self, config: Any, artefacts: Mapping[str, Any]) -> int | None:
+        """``tcg_repetitions`` for a guest that will run under TCG."""
+        if artefacts.get("accel") == "tcg":
+            return getattr(config, "tcg_repetitions", None)
+        return None
 
     def accel_row(self, artefacts: Mapping[str, Any]) -> str:
         """A guest's accelerator when it was recorded; a static VM's is not known."""
