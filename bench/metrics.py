@@ -60,9 +60,9 @@ VOCABULARY: tuple[Metric, ...] = (
     _startup("create", "container create request until the container exists"),
     _startup("start", "container start request until it runs"),
     _startup("pull", "image pull or build on the engine"),
-    _startup("ready", "deploy request until the worker has imported torch and built its model"),
-    _startup("first_step", "deploy request until the first iteration is done (CUDA init too)"),
-    _startup("total", "deploy request until the worker finished", key=True),
+    _startup("ready", "after provision: until the worker has imported torch, built its model"),
+    _startup("first_step", "after ready: until the first iteration is done (CUDA init too)"),
+    _startup("total", "deploy request until the first iteration is done (the sum)", key=True),
     _startup(
         "stage", "copying the workload's checkpoint and dataset onto the target (in provision)"
     ),

@@ -64,13 +64,20 @@ def warnings(
 
 
 def _too_few(samples: pd.DataFrame) -> list[str]:
+    """One line naming the targets with too few repetitions for an interval (a target can run
+    fewer than the others: a VM under emulation with ``tcg_repetitions``)."""
     column = "repetition" if "repetition" in samples else "value"
-    repetitions = samples.groupby(GROUP)[column].count().min()
-    if repetitions >= MIN_FOR_CI:
+    counts = samples.groupby(GROUP)[column].count().groupby(level="target", sort=False).min()
+    few = counts[counts < MIN_FOR_CI]
+    if few.empty:
         return []
+    if len(few) == len(counts):
+        told = f"only {few.min()} repetition(s)"
+    else:
+        told = "too few repetitions for " + ", ".join(f"{t} ({n})" for t, n in few.items())
     return [
-        f"only {repetitions} repetition(s): no confidence intervals; set repetitions: "
-        f"{MIN_FOR_CI} or more (the default is 20) for numbers you can compare"
+        f"{told}: no confidence intervals; set repetitions: {MIN_FOR_CI} or more (the default "
+        "is 20; tcg_repetitions for a VM under software emulation) for numbers you can compare"
     ]
 
 

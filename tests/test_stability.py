@@ -56,8 +56,16 @@ def test_too_few_repetitions_is_said_once() -> None:
     found = warnings(frame(data))
     assert found == [
         "only 2 repetition(s): no confidence intervals; set repetitions: 5 or more "
-        "(the default is 20) for numbers you can compare"
+        "(the default is 20; tcg_repetitions for a VM under software emulation) for numbers "
+        "you can compare"
     ]
+
+
+def test_a_target_with_fewer_repetitions_is_named() -> None:
+    data = dict(STEADY)
+    data.update({("w", "vm", m, u): v[:1] for (_, _, m, u), v in STEADY.items()})
+    found = [w for w in warnings(frame(data)) if "repetitions" in w and "confidence" in w]
+    assert len(found) == 1 and found[0].startswith("too few repetitions for vm (1): ")
 
 
 def test_iterations_still_speeding_up_after_warmup() -> None:
