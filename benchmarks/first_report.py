@@ -78,14 +78,21 @@ def fresh_env(work: Path) -> dict[str, str]:
 
 
 def forget_images() -> None:
-    """Remove bench's base and workload images from the engine."""
-    for repository in ("bench-base", "bench-workloads"):
-        listed = subprocess.run(
-            ["docker", "images", "-q", repository], capture_output=True, text=True, check=True
-        )
-        ids = sorted(set(listed.stdout.split()))
+    """Remove bench's images from the engine: asset images first (they are built on the
+    workload images, which are built on the base), and fail when one stays."""
+    for repository in ("bench-assets", "bench-workloads", "bench-base"):
+        ids = _images(repository)
         if ids:
             subprocess.run(["docker", "rmi", "-f", *ids], capture_output=True, check=False)
+        if _images(repository):
+            sys.exit(f"cannot remove the {repository} images (a container still uses one?)")
+
+
+def _images(repository: str) -> list[str]:
+    listed = subprocess.run(
+        ["docker", "images", "-q", repository], capture_output=True, text=True, check=True
+    )
+    return sorted(set(listed.stdout.split()))
 
 
 def fresh_root(work: Path) -> Path:
