@@ -8,7 +8,8 @@ Fresh, as far as one machine can be made fresh without reinstalling it:
   pip, build and state directories (PIP_CACHE_DIR, BENCH_CACHE_DIR, BENCH_STATE_DIR): every
   wheel is downloaded, the offline Debian base, the image and the guest disk are built, the
   KVM probe and the guest's fingerprint are taken anew;
-- bench's images are removed from the Docker engine (they are rebuilt on demand);
+- bench's images are removed from the Docker engine (they are rebuilt on demand), and so are
+  the engine's dangling images, the classic builder's layer cache;
 - the system packages this machine already has are installed, by ``bootstrap.sh packages``
   itself, into a fresh Debian root (a chroot of the offline base: Python and venv only, like
   the machines the tests run on), at the same time as the clone's setup installs its venv,
@@ -84,6 +85,8 @@ def forget_images() -> None:
         ids = _images(repository)
         if ids:
             subprocess.run(["docker", "rmi", "-f", *ids], capture_output=True, check=False)
+        # the classic builder's layer cache: untagged intermediate images, children of the base
+        subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=False)
         if _images(repository):
             sys.exit(f"cannot remove the {repository} images (a container still uses one?)")
 
