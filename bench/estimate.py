@@ -9,13 +9,14 @@ cell of that pair. Preparation (builds, pulls) is not counted: it depends on wha
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.plan import Cell
+from bench.plan import Cell, limited
 from bench.suite import Suite
 
 RECENT_RUNS = 10
@@ -32,12 +33,34 @@ def header(suite: Suite, plan: list[Cell], results_dir: Path) -> str:
     full = len(suite.targets) * len(suite.workloads) * suite.repetitions
     size += ", some targets running only some workloads)" if len(plan) < full else ")"
     durations = earlier_durations(results_dir / suite.name)
+    plan = limited(plan, fewer_repetitions(results_dir / suite.name, suite.repetitions))
     known = [durations[(c.target, c.workload)] for c in plan if (c.target, c.workload) in durations]
     if not known:
         return f"{size}, no earlier run to estimate from"
     text = f"{size}, about {_duration(sum(known))} from earlier runs"
     new = len(plan) - len(known)
     return text + (f" ({new} cells never run before not counted)" if new else "")
+
+
+def fewer_repetitions(suite_dir: Path, repetitions: int) -> dict[str, int]:
+    """The targets that ran fewer repetitions than the others in the latest complete run of
+    the suite (a VM that fell back to TCG, ``tcg_repetitions``), and how many: the same host
+    will most likely do the same again."""
+    from bench import results
+
+    for manifest in sorted(suite_dir.glob(f"*/{results.MANIFEST}"), reverse=True):
+        try:
+            found = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if found.get("status") != "complete" or not isinstance(found.get("plan"), list):
+            continue
+        ran: dict[str, set[int]] = {}
+        for cell in found["plan"]:
+            ran.setdefault(str(cell.get("target")), set()).add(int(cell.get("repetition", 0)))
+        most = max((len(reps) for reps in ran.values()), default=0)  # the suite's, then
+        return {t: len(r) for t, r in ran.items() if len(r) < min(most, repetitions)}
+    return {}
 
 
 def earlier_durations(suite_dir: Path) -> dict[tuple[str, str], float]:

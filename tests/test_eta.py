@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from bench.estimate import fewer_repetitions
 from bench.eta import Remaining, say
 from bench.plan import Cell
 
@@ -48,3 +52,21 @@ def test_said_in_plain_words() -> None:
     assert say(42.0) == "about 40 s left"
     assert say(2.0) == "about 5 s left"
     assert say(600.0) == "about 10 min left"
+
+
+def stored(root: Path, run_id: str, status: str, reps: dict[str, int]) -> None:
+    run = root / run_id
+    run.mkdir(parents=True)
+    cells = [
+        {"target": t, "workload": "w", "repetition": r} for t, n in reps.items() for r in range(n)
+    ]
+    (run / "manifest.json").write_text(json.dumps({"status": status, "plan": cells}))
+
+
+def test_the_header_expects_what_the_latest_complete_run_cut(tmp_path: Path) -> None:
+    stored(tmp_path, "20260101T000000Z-a", "complete", {"bare": 5, "vm": 1})
+    assert fewer_repetitions(tmp_path, 5) == {"vm": 1}  # a VM that fell back to TCG
+    stored(tmp_path, "20260102T000000Z-b", "interrupted", {"bare": 2, "vm": 0})
+    assert fewer_repetitions(tmp_path, 5) == {"vm": 1}  # an unfinished run says nothing
+    stored(tmp_path, "20260103T000000Z-c", "complete", {"bare": 2, "vm": 2})
+    assert fewer_repetitions(tmp_path, 5) == {}  # the suite had 2 then: nobody ran fewer

@@ -134,6 +134,9 @@ def test_manifest_and_raw_arrays(tiny_run) -> None:
     fingerprint = manifest["targets"]["bare"]["fingerprint"]
     assert fingerprint["torch"].startswith("2.13.0")
     assert len(manifest["plan"]) == 6
+    phases = manifest["phases_s"]  # where the run's time went
+    assert set(phases) == {"prepare", "fingerprint", "stage", "cells"}
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["cells"] > 0
     raw = load_raw(run_dir)
     train = [v for k, v in raw.items() if "-train-" in k]
     assert len(train) == 2 and all(len(r["step_time_s"]) == 6 for r in train)
