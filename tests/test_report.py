@@ -173,6 +173,14 @@ def test_stored_multi_target_run(tmp_path: Path) -> None:
     assert_self_contained(run_dir / "report.html", len(FIGURES_WITHOUT_GPU))
     html = (run_dir / "report.html").read_text()
     assert html.count('<tr class="differs">') == int(env["differs"].sum())
+    # the summary's headline opens the report, above everything but the run's facts
+    isolation = built.isolation.set_index(["target", "workload"])
+    assert list(isolation.columns) == ["start-up", "throughput", "host memory"]
+    vm = isolation.loc[("vm [TCG (software emulation)]", "train-mlp")]
+    assert "slower" in vm["start-up"] and "lower" in vm["throughput"]
+    assert html.index('class="isolation"') < html.index('id="results"')
+    markdown = (run_dir / "report.md").read_text()
+    assert markdown.index("**What isolation cost against 'bare'") < markdown.index("## Results")
 
 
 @pytest.mark.slow

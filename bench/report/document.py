@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import cpushare, fleetcheck, results, stability, stats
-from bench.report import frames, markdown, plots, sweeps
+from bench.report import frames, headline, markdown, plots, sweeps
 from bench.report.labels import target_labels
 from bench.report.terminal import hardware_note
 from bench.results.model import Manifest, as_manifest
@@ -62,6 +62,7 @@ class Report:
     warnings: list[str]
     stability: list[str]
     invalid: pd.DataFrame
+    isolation: pd.DataFrame  # what isolation cost, in words (``bench.report.headline``)
     headline: dict[str, pd.DataFrame]
     sweeps: dict[str, pd.DataFrame]
     environment: pd.DataFrame
@@ -84,6 +85,7 @@ def build(run_dir: str | Path) -> Report:
         + cpushare.warnings(samples, manifest)
         + fleetcheck.warnings(samples, manifest, cells),
         invalid=frames.invalid(cells),
+        isolation=isolation(samples, manifest),
         headline=frames.headline_tables(samples, manifest),
         sweeps=sweeps.tables(samples, manifest),
         environment=frames.environment(manifest),
@@ -91,6 +93,14 @@ def build(run_dir: str | Path) -> Report:
         summary=summary(samples, manifest),
         figures=figures(samples, cells, raw, manifest),
     )
+
+
+def isolation(samples: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
+    """The summary's headline, for the top of the report; empty without a baseline."""
+    if not manifest.baseline:
+        return pd.DataFrame()
+    labels = target_labels(manifest)
+    return headline.frame(samples, manifest.baseline, labels, manifest.paired)
 
 
 def figures(
@@ -219,6 +229,8 @@ def render_html(report: Report) -> str:
         warnings=report.warnings,
         stability=report.stability,
         invalid=report.invalid.to_dict("records"),
+        isolation=_records(report.isolation) if not report.isolation.empty else None,
+        isolation_title=_isolation_title(report),
         headline={w: _records(t) for w, t in report.headline.items()},
         sweeps={title: _records(t) for title, t in report.sweeps.items()},
         figures=figures,
@@ -228,6 +240,11 @@ def render_html(report: Report) -> str:
         summary=report.summary.to_dict("records"),
         ci_floor=stats.MIN_FOR_CI,
     )
+
+
+def _isolation_title(report: Report) -> str:
+    baseline = report.manifest.baseline
+    return headline.title(baseline, report.manifest.paired) if baseline else ""
 
 
 def _name(report: Report) -> str:
@@ -242,6 +259,9 @@ def render_markdown(report: Report) -> str:
     """The same report as text: tables and warnings; the figures are in report.html."""
     lines = [f"# bench report: {_name(report)}", ""]
     lines += [f"- **{key}**: {value}" for key, value in _facts(report)]
+    if not report.isolation.empty:
+        lines += ["", f"**{_isolation_title(report)}**", ""]
+        lines.append(markdown.frame_table(report.isolation))
     if report.warnings or report.stability or not report.invalid.empty:
         lines += ["", "## Read this first", ""]
         lines += [f"- ⚠ {warning}" for warning in report.warnings]

@@ -49,28 +49,42 @@ ASPECTS = (
 )
 
 
+def frame(
+    samples: pd.DataFrame, baseline: str, labels: dict[str, str], paired: bool
+) -> pd.DataFrame:
+    """Every other target against ``baseline``, one row per target and workload, each aspect
+    in words (empty when there is nothing to put against it): the terminal, the Markdown and
+    the HTML report show this same frame."""
+    wanted = [m for aspect in ASPECTS for m in aspect.metrics]
+    found = stats.overhead(samples[samples["metric"].isin(wanted)], baseline, paired=paired)
+    columns = ["target", "workload", *(aspect.title for aspect in ASPECTS)]
+    rows = []
+    for (target, workload), group in found.groupby(["target", "workload"], sort=False):
+        by_metric = {row.metric: row for row in group.itertuples(index=False)}
+        said_each = [_said(aspect, by_metric) for aspect in ASPECTS]
+        rows.append([labels.get(str(target), str(target)), str(workload), *said_each])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def title(baseline: str, paired: bool) -> str:
+    how = "median of per-repetition ratios" if paired else "ratio of medians"
+    return f"What isolation cost against {baseline!r} ({how}, 95% CI)"
+
+
 def table(
     samples: pd.DataFrame, baseline: str, labels: dict[str, str], paired: bool
 ) -> Table | None:
-    """Every other target against ``baseline``, one row per workload; None when there is
-    nothing to put against it."""
-    wanted = [m for aspect in ASPECTS for m in aspect.metrics]
-    found = stats.overhead(samples[samples["metric"].isin(wanted)], baseline, paired=paired)
+    """``frame`` as a borderless terminal table; None when there is nothing to show."""
+    found = frame(samples, baseline, labels, paired)
     if found.empty:
         return None
-    how = "median of per-repetition ratios" if paired else "ratio of medians"
     grid = Table(
-        title=f"what isolation cost against {baseline!r} ({how}, 95% CI)",
-        title_justify="left",
-        box=None,
-        padding=(0, 2, 0, 0),
+        title=title(baseline, paired), title_justify="left", box=None, padding=(0, 2, 0, 0)
     )
-    for column in ("target", "workload", *(aspect.title for aspect in ASPECTS)):
+    for column in found.columns:
         grid.add_column(column, no_wrap=True)
-    for (target, workload), rows in found.groupby(["target", "workload"], sort=False):
-        by_metric = {row.metric: row for row in rows.itertuples(index=False)}
-        cells = [_said(aspect, by_metric) for aspect in ASPECTS]
-        grid.add_row(escape(labels.get(target, target)), escape(workload), *cells)
+    for row in found.itertuples(index=False):
+        grid.add_row(*(escape(str(value)) for value in row))
     return grid
 
 
