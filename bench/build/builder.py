@@ -109,6 +109,8 @@ class Builder:
         from bench.build import guest
 
         wheels = self.wheelhouse()
+        if self._guest is None and not guest.built(self.config, wheels):
+            self.rootfs()  # waited for here, so the guest's seconds are its own build
         with self._made("guest"):
             if self._guest is None:
                 self._guest = guest.ensure(self.config, wheels, self.note, self.rootfs)

@@ -129,6 +129,11 @@ def guest_key(config: BuildConfig, wheelhouse: Wheelhouse) -> str:
     return cache.digest("guest-v2", *parts)[:16]
 
 
+def built(config: BuildConfig, wheelhouse: Wheelhouse) -> bool:
+    """Whether the matched guest is in the cache already (nothing to build)."""
+    return (cache.root() / "guest" / guest_key(config, wheelhouse) / GUEST_FILE).is_file()
+
+
 def ensure(
     config: BuildConfig,
     wheelhouse: Wheelhouse,
