@@ -62,6 +62,7 @@ def test_said() -> None:
     assert said(1.05, 1.02, 1.08, THROUGHPUT) == "1.05× higher [1.02, 1.08]"
     assert said(0.97, 0.95, 1.01, MEMORY) == "no measurable difference [0.95, 1.01]"
     assert said(0.5, 0.45, 0.55, START) == "0.50× faster [0.45, 0.55]"
+    assert said(0.95, 0.94, 0.998, START) == "0.95× faster [0.94, 0.998]"  # not [0.94, 1.00]
 
 
 def test_no_other_target_no_headline() -> None:

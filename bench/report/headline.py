@@ -110,6 +110,8 @@ def said(ratio: float, low: float | None, high: float | None, aspect: Aspect) ->
 def _times(value: float, sign: bool = True) -> str:
     """A ratio to read at a glance: 1.05×, 38×, 0.021×."""
     digits = 0 if value >= 20 else 1 if value >= 10 else 2 if value >= 0.1 else 3
+    if 0.995 <= value < 1.005:
+        digits = 3  # a bound that excludes 1 must not read as 1.00
     return f"{value:.{digits}f}" + ("×" if sign else "")
 
 
