@@ -176,6 +176,7 @@ def test_summary_compares_targets_with_the_baseline() -> None:
     targets = [{"name": "base", "baseline": True}, {"name": "same"}, {"name": "slow"}]
     text = _printed(samples, {"suite": {"targets": targets}})
     assert "compared with the baseline 'base'" in text
+    assert text.lstrip().startswith("What isolation cost against 'base'")  # the first screen
     table = text.split("compared with")[1]  # the headline above it says the same in words
     same = next(line for line in table.splitlines() if "same" in line and "no measurable" in line)
     assert "train.throughput" in same
