@@ -4,6 +4,7 @@ controller), ``doctor`` (this machine's noise sources) and ``targets`` (the kind
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
@@ -41,7 +42,9 @@ def validate(suite: Path) -> None:
 @translate
 def build(suite: Path) -> None:
     """Build the matched artefacts SUITE's targets use: the wheelhouse, the bare-metal venv,
-    the container image and the VM guest disk. Optional: bench run builds what is missing."""
+    the container image and the VM guest disk, side by side as bench run prepares them.
+    Optional: bench run builds what is missing."""
+    from bench import preparing
     from bench.build import groups
     from bench.build.builder import Builder
 
@@ -56,9 +59,10 @@ def build(suite: Path) -> None:
     if not wanted:
         out.print(f"{suite}: no target uses built artefacts; nothing to build", highlight=False)
         return
+    jobs = {c.name: partial(registry.make_target(c).prepare, builder) for c in wanted}
+    made = preparing.concurrently(jobs)
     for config in wanted:
-        made = registry.make_target(config).prepare(builder)
-        built = registry.kind(config.kind).built(made)
+        built = registry.kind(config.kind).built(made[config.name])
         out.print(f"{config.name}: {built}", highlight=False, markup=False)
     wheels = builder.record().get("wheelhouse", {})
     if wheels:
