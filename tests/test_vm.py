@@ -387,14 +387,16 @@ def test_a_guest_fingerprint_is_kept_for_this_boot(guest_built, tmp_path, monkey
     assert {k: v for k, v in again.items() if k != "vm"} == {
         k: v for k, v in first.items() if k != "vm"
     }
+    asked: list[bool] = []
+
+    def ask(run_id: str, torch: bool) -> dict:
+        asked.append(torch)
+        return {"_taken_by": run_id, "_taken_at": "now"}
+
     other = _prepared("{name: vm, kind: vm, vcpus: 1, memory: 640m, accel: tcg}")
-    booted = []
-    monkeypatch.setattr(other, "_guest_fingerprint", lambda run_id, torch: booted.append(1) or {
-        "_taken_by": run_id, "_taken_at": "now"})  # fmt: skip
+    monkeypatch.setattr(other, "_guest_fingerprint", ask)
     other.fingerprint("fp3", torch=False)
-    assert booted == [1]  # other memory: asked again
-    asked = []
-    monkeypatch.setattr(target, "_guest_fingerprint", lambda run_id, torch: asked.append(torch) or {
-        "_taken_by": run_id, "_taken_at": "now"})  # fmt: skip
+    assert asked == [False]  # other memory: asked again
+    monkeypatch.setattr(target, "_guest_fingerprint", ask)
     target.fingerprint("fp4")
-    assert asked == [True]  # with torch: asked again
+    assert asked == [False, True]  # with torch: asked again
